@@ -1,0 +1,3 @@
+//! safemap-bench
+
+fn main() {}

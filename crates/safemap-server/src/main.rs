@@ -1,0 +1,3 @@
+//! safemap server
+
+fn main() {}
