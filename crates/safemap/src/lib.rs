@@ -1,1 +1,158 @@
-//! safemap
+//! A concurrent map for services in which removing a key never stalls readers,
+//! never takes the wrong entry, and is never silent or final by accident.
+//!
+//! # Contents
+//!
+//! * [A first look](#a-first-look)
+//! * [Consistency](#consistency)
+//! * [Deleting safely](#deleting-safely)
+//! * [Refreshing without a miss window](#refreshing-without-a-miss-window)
+//! * [Observability](#observability)
+//! * [Limits](#limits)
+//!
+//! # A first look
+//!
+//! ```
+//! use safemap::{DeleteError, Reason, SafeMap};
+//!
+//! let map: SafeMap<String, u32> = SafeMap::new();
+//! let rev = map.insert("o-1".into(), 10).revision();      // every write has a revision
+//! let entry = map.get("o-1").unwrap();                     // lock-free read
+//! assert_eq!((*entry.value(), entry.revision(), entry.version()), (10, rev, 1));
+//!
+//! let newer = map.replace_if("o-1".into(), rev, 11).unwrap(); // compare-and-swap on revisions
+//! assert_eq!(
+//!     map.remove_if("o-1", rev, Reason::new("stale")),     // an old revision never matches
+//!     Err(DeleteError::RevisionMismatch { current: Some(newer.revision()) })
+//! );
+//! let removed = map.remove("o-1", Reason::new("customer asked")).unwrap();
+//! assert_eq!(*removed.value(), 11);
+//! map.restore(removed.audit_id().unwrap(), Reason::new("undo")).unwrap();
+//! assert!(map.contains_key("o-1"));
+//! ```
+//!
+//! # Consistency
+//!
+//! * **Reads** ([`SafeMap::get`], [`Pinned::get`]) are lock-free and
+//!   linearizable: they never wait for a writer, a resize, a bulk removal or an
+//!   iteration, and they see an entry's value together with the revision that
+//!   wrote it.
+//! * **Writes** (puts, removals, restores, plan executions) are serialised by
+//!   the write lock of the map's [`Journal`] (shared by every map attached to
+//!   that journal). Under that lock a write checks its condition (expected
+//!   revision, absence, deny rules, breaker), draws the next revision, publishes
+//!   the new entry, and appends its audit record. So conditional writes are
+//!   truly atomic: exactly those whose condition held at their linearization
+//!   point succeed.
+//! * **Revisions** come from one counter per journal; they strictly increase in
+//!   the order writes take effect, and audit ids increase with them. A write
+//!   with revision r happens-before any read that returns revision r, and before
+//!   [`SafeMap::current_revision`] returns r or more.
+//! * **Iteration** ([`Pinned::iter`]) is weakly consistent: an entry present for
+//!   the whole iteration is yielded exactly once; one inserted or removed during
+//!   it may or may not be. Inserting and removing while iterating, on the same
+//!   thread or others, is allowed and never deadlocks or panics.
+//! * **Snapshots** ([`SafeMap::snapshot`]) are a consistent copy at one
+//!   revision; they cost O(n) and hold up writers (not readers) while copying.
+//! * **Watchers** ([`SafeMap::watch`]) receive a map's writes in revision
+//!   order with no gap and no duplicate; a write's event is appended only after
+//!   the write is visible to readers.
+//!
+//! # Deleting safely
+//!
+//! The story this crate answers: one unchecked batch deleted 327 archived
+//! orders, and the only record of what was lost was in the logs. Here:
+//!
+//! ```
+//! use std::time::Duration;
+//! use safemap::{DeleteError, Reason, SafeMap, Selector};
+//!
+//! #[derive(Clone, Debug, PartialEq)]
+//! enum Status { Open, Archived }
+//!
+//! let orders: SafeMap<String, Status> = SafeMap::builder()
+//!     .name("orders")
+//!     .deny_delete("archived", |_key, status| *status == Status::Archived)
+//!     .delete_breaker(100, Duration::from_secs(60))
+//!     .build();
+//! for i in 0..327 { let _ = orders.insert(format!("o-{i:03}"), Status::Archived); }
+//! for i in 327..400 { let _ = orders.insert(format!("o-{i:03}"), Status::Open); }
+//!
+//! // A single removal needs a reason and passes the deny rules.
+//! assert_eq!(
+//!     orders.remove("o-000", Reason::new("cleanup")),
+//!     Err(DeleteError::Vetoed { rule: "archived".into() })
+//! );
+//!
+//! // A bulk removal is planned first: a dry run that removes nothing.
+//! let plan = orders.plan_remove(Selector::all().prefix("o-"));
+//! assert_eq!(plan.count(), 73);              // the open orders
+//! assert_eq!(plan.vetoed().len(), 327);      // the archived ones are listed, not counted
+//!
+//! // Execution must confirm the count it was shown; a wrong count changes nothing.
+//! assert!(orders.execute(plan.id(), 400, Reason::new("nightly cleanup")).is_err());
+//! let report = orders.execute(plan.id(), 73, Reason::new("nightly cleanup")).unwrap();
+//! assert_eq!(report.deleted, 73);
+//!
+//! // Every removal is journaled with its previous value, and can be undone.
+//! let undo = orders.restore_plan(plan.id(), Reason::new("that was a mistake")).unwrap();
+//! assert_eq!(undo.restored.len(), 73);
+//! assert_eq!(orders.len(), 400);
+//! ```
+//!
+//! Single-key removals also pass the **delete breaker** (at most N per sliding
+//! window; past it, [`DeleteError::BreakerOpen`] with a retry time). Planned
+//! removals skip the breaker: the confirmed count is the deliberate act.
+//!
+//! # Refreshing without a miss window
+//!
+//! Refreshing a cache by removing stale keys and inserting them again makes
+//! readers miss in between. [`SafeMap::refresh`] upserts in place: a key being
+//! refreshed is never observably absent.
+//!
+//! # Observability
+//!
+//! [`SafeMap::stats`] reports hits, misses, puts and removal outcomes; reads
+//! are counted in per-thread shards so that counting costs no shared cache
+//! line. Every write path opens a `tracing` span (`safemap.put`,
+//! `safemap.remove`, …) with the map, key, revision and outcome.
+//!
+//! # Limits
+//!
+//! * Writes to maps sharing a journal are serialised (one writer at a time);
+//!   reads scale, writes do not. A refresh holds the lock for 1024 entries at a
+//!   time, `retain` and plan executions for 256.
+//! * The journal keeps at most [`journal::DEFAULT_CAPACITY`] records and
+//!   [`journal::DEFAULT_RETENTION`] of history by default; older records are
+//!   evicted (and counted), after which restore answers `RetentionExpired` and
+//!   watchers that still needed them get `Compacted`.
+//! * The table grows but does not shrink its bucket array; removed entries'
+//!   memory is reclaimed once no reader holds them.
+//! * Plans live in memory; a plan executes at most once.
+
+#![warn(missing_docs)]
+
+mod engine;
+mod entry;
+mod error;
+mod guard;
+mod ids;
+pub mod journal;
+mod map;
+mod plan;
+mod reason;
+mod stats;
+mod watch;
+
+pub use entry::{Entry, EntryRef, Removed, Written};
+pub use error::{DeleteError, ExecuteError, PutError, RestoreError, WatchError};
+pub use guard::BreakerState;
+pub use ids::{AuditId, ParsePlanIdError, PlanId, Revision};
+pub use journal::{AuditQuery, AuditRecord, Journal, JournalBuilder, JournalSink, Op};
+pub use map::{
+    Builder, DEFAULT_PLAN_TTL, Expect, Pinned, RestoreReport, RetainReport, SafeMap, Skip, Snapshot,
+};
+pub use plan::{Conflict, ExecuteReport, Plan, Selector};
+pub use reason::{MAX_REASON_LEN, Reason};
+pub use stats::{DeleteCounts, Stats};
+pub use watch::{Event, Watcher};

@@ -1,0 +1,160 @@
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::SafeMap;
+use crate::engine::{ReadCounters, Table};
+use crate::guard::{Breaker, DenyRules};
+use crate::journal::{DEFAULT_RETENTION, Journal};
+use crate::plan::PlanBook;
+use crate::stats::WriteCounters;
+
+/// How long a plan stays executable by default: one hour.
+pub const DEFAULT_PLAN_TTL: Duration = Duration::from_secs(3600);
+
+enum JournalChoice<K, V> {
+    Own,
+    Shared(Journal<K, V>),
+    Off,
+}
+
+/// Configures a [`SafeMap`]: its guards, journal and limits.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use safemap::SafeMap;
+///
+/// let orders: SafeMap<String, &str> = SafeMap::builder()
+///     .name("orders")
+///     .deny_delete("archived", |_key, status: &&str| *status == "archived")
+///     .delete_breaker(100, Duration::from_secs(60))
+///     .retain_deleted_for(Duration::from_secs(7 * 24 * 3600))
+///     .build();
+/// # let _ = orders;
+/// ```
+pub struct Builder<K, V, S = RandomState> {
+    name: Arc<str>,
+    hasher: S,
+    capacity: usize,
+    journal: JournalChoice<K, V>,
+    deny: DenyRules<K, V>,
+    breaker: Option<(usize, Duration)>,
+    retention: Duration,
+    plan_ttl: Duration,
+}
+
+impl<K, V> Builder<K, V, RandomState> {
+    pub(crate) fn new() -> Self {
+        Builder {
+            name: Arc::from("default"),
+            hasher: RandomState::new(),
+            capacity: 0,
+            journal: JournalChoice::Own,
+            deny: DenyRules::new(),
+            breaker: None,
+            retention: DEFAULT_RETENTION,
+            plan_ttl: DEFAULT_PLAN_TTL,
+        }
+    }
+}
+
+impl<K, V, S> Builder<K, V, S> {
+    /// The map's name, written into its audit records (default `"default"`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The hasher (default std's SipHash `RandomState`, safe for keys from the
+    /// network; a faster one such as foldhash suits trusted keys).
+    pub fn hasher<S2>(self, hasher: S2) -> Builder<K, V, S2> {
+        Builder {
+            name: self.name,
+            hasher,
+            capacity: self.capacity,
+            journal: self.journal,
+            deny: self.deny,
+            breaker: self.breaker,
+            retention: self.retention,
+            plan_ttl: self.plan_ttl,
+        }
+    }
+
+    /// Room for this many entries before the first resize.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Attaches the map to a shared journal: maps sharing one journal share its
+    /// revision counter, its audit ids and its write lock.
+    pub fn journal(mut self, journal: Journal<K, V>) -> Self {
+        self.journal = JournalChoice::Shared(journal);
+        self
+    }
+
+    /// Keeps no audit records: revisions are still assigned, but restore and
+    /// watch answer `JournalDisabled`. For maps whose writes need no audit.
+    pub fn without_journal(mut self) -> Self {
+        self.journal = JournalChoice::Off;
+        self
+    }
+
+    /// Refuses to remove any entry for which `rule` is true, naming `name`.
+    pub fn deny_delete(
+        mut self,
+        name: impl Into<String>,
+        rule: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.deny.add(name.into(), Box::new(rule));
+        self
+    }
+
+    /// Allows at most `max` successful single-key removals per sliding `window`.
+    pub fn delete_breaker(mut self, max: usize, window: Duration) -> Self {
+        self.breaker = Some((max, window));
+        self
+    }
+
+    /// How long removed values can be restored (default 7 days). A map with its
+    /// own journal also evicts records after this long.
+    pub fn retain_deleted_for(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How long a plan stays executable (default one hour).
+    pub fn plan_ttl(mut self, ttl: Duration) -> Self {
+        self.plan_ttl = ttl;
+        self
+    }
+
+    /// Builds the map.
+    pub fn build(self) -> SafeMap<K, V, S>
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        let journal = match self.journal {
+            JournalChoice::Own => Journal::builder().retention(self.retention).build(),
+            JournalChoice::Shared(journal) => journal,
+            JournalChoice::Off => Journal::builder().recording(false).build(),
+        };
+        SafeMap {
+            table: Table::new(self.capacity, self.hasher),
+            name: self.name,
+            journal,
+            deny: self.deny,
+            breaker: self.breaker.map(|(max, window)| Breaker::new(max, window)),
+            retention: self.retention,
+            plan_ttl: self.plan_ttl,
+            plans: Mutex::new(PlanBook::new()),
+            reads: ReadCounters::new(),
+            writes: WriteCounters::default(),
+        }
+    }
+}

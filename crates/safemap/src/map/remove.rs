@@ -1,0 +1,271 @@
+//! Removals: single-key, conditional, and `retain`; each guarded and journaled.
+
+use std::borrow::Borrow;
+use std::fmt::Debug;
+use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
+
+use papaya::Guard;
+
+use super::SafeMap;
+use crate::entry::Removed;
+use crate::error::DeleteError;
+use crate::ids::{PlanId, Revision};
+use crate::journal::{Draft, Op, WriteLock};
+use crate::reason::Reason;
+
+/// How many removals of a `retain` one hold of the write lock covers.
+const RETAIN_CHUNK: usize = 256;
+
+/// What [`SafeMap::retain`] did.
+#[must_use = "a retain report lists the entries that were kept against the predicate"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetainReport<K> {
+    /// Entries removed.
+    pub removed: usize,
+    /// Entries the predicate rejected but a deny rule kept, with the rule.
+    pub vetoed: Vec<(K, String)>,
+    /// Entries the predicate rejected that changed before they could be removed
+    /// (their new value was not judged); they were kept.
+    pub changed: usize,
+    /// Whether the delete breaker stopped the removal part-way.
+    pub stopped_by_breaker: bool,
+}
+
+/// How a removal under the lock is to be judged.
+pub(super) struct Removal<'a> {
+    pub(super) expect: Option<Revision>,
+    pub(super) reason: &'a Reason,
+    pub(super) plan: Option<PlanId>,
+    /// Whether the delete breaker applies (single-key removals and `retain`;
+    /// not planned removals, whose confirmation is the deliberate act).
+    pub(super) breaker: bool,
+}
+
+impl<K, V, S> SafeMap<K, V, S>
+where
+    K: Hash + Eq + Clone + Debug,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// Removes `key`, for `reason`, if the guards allow it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use safemap::{DeleteError, Reason, SafeMap};
+    /// let map = SafeMap::new();
+    /// let _ = map.insert("o-1", 42);
+    /// let removed = map.remove("o-1", Reason::new("customer asked")).unwrap();
+    /// assert_eq!(*removed.value(), 42);
+    /// assert_eq!(map.remove("o-1", Reason::new("again")), Err(DeleteError::NotFound));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// In this order: [`DeleteError::ReasonRequired`] / [`DeleteError::ReasonTooLong`],
+    /// [`DeleteError::NotFound`], [`DeleteError::Vetoed`], [`DeleteError::BreakerOpen`].
+    /// A refused removal changes nothing and writes no record.
+    pub fn remove<Q>(&self, key: &Q, reason: impl Into<Reason>) -> Result<Removed<V>, DeleteError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        self.remove_checked(key, None, &reason.into())
+    }
+
+    /// Removes `key` only if it is at revision `expected` (compare-and-remove): a
+    /// revision from before a remove-and-reinsert never matches.
+    ///
+    /// # Errors
+    ///
+    /// As [`SafeMap::remove`], plus [`DeleteError::RevisionMismatch`] (checked
+    /// after `NotFound`, before the guards).
+    pub fn remove_if<Q>(
+        &self,
+        key: &Q,
+        expected: Revision,
+        reason: impl Into<Reason>,
+    ) -> Result<Removed<V>, DeleteError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        self.remove_checked(key, Some(expected), &reason.into())
+    }
+
+    fn remove_checked<Q>(
+        &self,
+        key: &Q,
+        expect: Option<Revision>,
+        reason: &Reason,
+    ) -> Result<Removed<V>, DeleteError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        let _span = tracing::debug_span!("safemap.remove", map = %self.name, key = ?key).entered();
+        reason.check_for_removal()?;
+        let result = self.journal.write(|lock| {
+            let guard = self.table.guard();
+            let removal = Removal {
+                expect,
+                reason,
+                plan: None,
+                breaker: true,
+            };
+            self.remove_locked(lock, &guard, key, &removal)
+        });
+        match &result {
+            Ok(r) => tracing::debug!(revision = r.revision.get(), outcome = "deleted"),
+            Err(e) => tracing::debug!(outcome = %e, "remove refused"),
+        }
+        result
+    }
+
+    /// Removes under the lock. Invariant: the revision check, the guards and the
+    /// removal happen under one hold of the write lock, so the value the guards
+    /// judged is exactly the value removed.
+    pub(super) fn remove_locked<Q>(
+        &self,
+        lock: &mut WriteLock<'_, K, V>,
+        guard: &impl Guard,
+        key: &Q,
+        removal: &Removal<'_>,
+    ) -> Result<Removed<V>, DeleteError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let result = self.try_remove_locked(lock, guard, key, removal);
+        match &result {
+            Ok(_) => self.writes.deleted(),
+            Err(error) => self.writes.refused(error),
+        }
+        result
+    }
+
+    fn try_remove_locked<Q>(
+        &self,
+        lock: &mut WriteLock<'_, K, V>,
+        guard: &impl Guard,
+        key: &Q,
+        removal: &Removal<'_>,
+    ) -> Result<Removed<V>, DeleteError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (stored_key, current) = self.table.get(key, guard).ok_or(DeleteError::NotFound)?;
+        if removal
+            .expect
+            .is_some_and(|expected| expected != current.revision)
+        {
+            return Err(DeleteError::RevisionMismatch {
+                current: Some(current.revision),
+            });
+        }
+        if let Some(rule) = self.deny.veto(stored_key, &current.value) {
+            return Err(DeleteError::Vetoed {
+                rule: rule.to_owned(),
+            });
+        }
+        let now = Instant::now();
+        let breaker = self.breaker.as_ref().filter(|_| removal.breaker);
+        if let Some(breaker) = breaker {
+            breaker
+                .admit(now)
+                .map_err(|retry_after| DeleteError::BreakerOpen { retry_after })?;
+        }
+        let revision = lock.next_revision();
+        let value = current.value.clone();
+        let draft = lock.is_recording().then(|| Draft {
+            map: &self.name,
+            key: stored_key.clone(),
+            op: Op::Delete,
+            revision,
+            previous_revision: Some(current.revision),
+            create_revision: current.create_revision,
+            version: current.version,
+            reason: removal.reason,
+            plan_id: removal.plan,
+            value: None,
+            previous_value: Some(current.value.clone()),
+        });
+        let previous_revision = current.revision;
+        self.table.unpublish(lock, key, guard);
+        let audit_id = draft.and_then(|draft| lock.append(draft));
+        if let Some(breaker) = breaker {
+            breaker.record(now);
+        }
+        Ok(Removed {
+            value,
+            revision,
+            previous_revision,
+            audit_id,
+        })
+    }
+
+    /// Removes every entry for which `keep` is false, with `reason`, through the
+    /// same guards as [`SafeMap::remove`] (deny rules and the breaker). Readers
+    /// never wait; other writers wait at most one chunk of 256 removals.
+    ///
+    /// Each entry is removed only if it still has the revision `keep` judged;
+    /// entries that changed meanwhile are kept and counted in `changed`.
+    ///
+    /// # Errors
+    ///
+    /// [`DeleteError::ReasonRequired`] / [`DeleteError::ReasonTooLong`] before anything is removed.
+    pub fn retain(
+        &self,
+        mut keep: impl FnMut(&K, &V) -> bool,
+        reason: impl Into<Reason>,
+    ) -> Result<RetainReport<K>, DeleteError> {
+        let reason = reason.into();
+        reason.check_for_removal()?;
+        let _span = tracing::debug_span!("safemap.retain", map = %self.name).entered();
+        let doomed: Vec<(K, Revision)> = {
+            let guard = self.table.guard();
+            self.table
+                .iter(&guard)
+                .filter(|(k, stored)| !keep(k, &stored.value))
+                .map(|(k, stored)| (k.clone(), stored.revision))
+                .collect()
+        };
+        let mut report = RetainReport {
+            removed: 0,
+            vetoed: Vec::new(),
+            changed: 0,
+            stopped_by_breaker: false,
+        };
+        for chunk in doomed.chunks(RETAIN_CHUNK) {
+            self.journal.write(|lock| {
+                let guard = self.table.guard();
+                for (key, revision) in chunk {
+                    let removal = Removal {
+                        expect: Some(*revision),
+                        reason: &reason,
+                        plan: None,
+                        breaker: true,
+                    };
+                    match self.remove_locked(lock, &guard, key, &removal) {
+                        Ok(_) => report.removed += 1,
+                        Err(DeleteError::Vetoed { rule }) => {
+                            report.vetoed.push((key.clone(), rule))
+                        }
+                        Err(DeleteError::BreakerOpen { .. }) => {
+                            report.stopped_by_breaker = true;
+                            break;
+                        }
+                        Err(_) => report.changed += 1,
+                    }
+                }
+            });
+            if report.stopped_by_breaker {
+                break;
+            }
+        }
+        tracing::debug!(removed = report.removed, outcome = "retained");
+        Ok(report)
+    }
+}

@@ -1,0 +1,183 @@
+//! Restore: writing removed values back from the journal.
+
+use std::fmt::Debug;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::SafeMap;
+use super::write::Expect;
+use crate::error::{PutError, RestoreError};
+use crate::ids::{AuditId, PlanId, Revision};
+use crate::journal::{AuditRecord, Op};
+use crate::plan::PlanSlot;
+use crate::reason::Reason;
+
+/// Why a restore left a key alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// The key exists again (recreated or already restored); it was not overwritten.
+    Recreated,
+    /// The removal is older than the map's retention.
+    Expired,
+}
+
+impl Skip {
+    /// `"recreated"` or `"expired"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Recreated => "recreated",
+            Skip::Expired => "expired",
+        }
+    }
+}
+
+/// What a restore did.
+#[must_use = "a restore report lists the keys that were skipped"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport<K> {
+    /// Keys written back, with their new revisions.
+    pub restored: Vec<(K, Revision)>,
+    /// Keys left alone, and why.
+    pub skipped: Vec<(K, Skip)>,
+}
+
+impl<K, V, S> SafeMap<K, V, S>
+where
+    K: Hash + Eq + Clone + Debug,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// Writes the value removed by audit record `id` back, as a new revision
+    /// (a new creation), only if the key is still absent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use safemap::{Reason, SafeMap};
+    /// let map = SafeMap::new();
+    /// let _ = map.insert("o-1", 7);
+    /// let removed = map.remove("o-1", Reason::new("oops")).unwrap();
+    /// let report = map.restore(removed.audit_id().unwrap(), Reason::new("undo")).unwrap();
+    /// assert_eq!(report.restored.len(), 1);
+    /// assert_eq!(map.get("o-1").map(|e| *e.value()), Some(7));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError::NotFound`] (no such record for this map),
+    /// [`RestoreError::NotADelete`], [`RestoreError::RetentionExpired`],
+    /// [`RestoreError::JournalDisabled`], and the reason errors.
+    pub fn restore(
+        &self,
+        id: AuditId,
+        reason: impl Into<Reason>,
+    ) -> Result<RestoreReport<K>, RestoreError> {
+        let reason = reason.into();
+        reason.check_for_removal()?;
+        let journal = self.journal().ok_or(RestoreError::JournalDisabled)?;
+        let record = match journal.get(id) {
+            Some(record) => record,
+            None if journal.was_evicted(id) => return Err(RestoreError::RetentionExpired),
+            None => return Err(RestoreError::NotFound),
+        };
+        if *record.map != *self.name {
+            return Err(RestoreError::NotFound);
+        }
+        if record.op != Op::Delete {
+            return Err(RestoreError::NotADelete);
+        }
+        if !self.within_retention(&record) {
+            return Err(RestoreError::RetentionExpired);
+        }
+        Ok(self.restore_records(&[record], &reason))
+    }
+
+    /// Restores every removal of an executed plan (see [`SafeMap::restore`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError::NotFound`] for a plan this map does not know,
+    /// [`RestoreError::RetentionExpired`] when its records are gone or all past
+    /// retention, [`RestoreError::JournalDisabled`], and the reason errors.
+    pub fn restore_plan(
+        &self,
+        plan: PlanId,
+        reason: impl Into<Reason>,
+    ) -> Result<RestoreReport<K>, RestoreError> {
+        let reason = reason.into();
+        reason.check_for_removal()?;
+        let journal = self.journal().ok_or(RestoreError::JournalDisabled)?;
+        let records: Vec<_> = journal
+            .for_plan(plan)
+            .into_iter()
+            .filter(|r| *r.map == *self.name && r.op == Op::Delete)
+            .collect();
+        if records.is_empty() {
+            let known = matches!(self.plans.lock().slots.get(&plan), Some(PlanSlot::Used));
+            return match known {
+                true if journal.evicted() > 0 => Err(RestoreError::RetentionExpired),
+                true => Ok(RestoreReport {
+                    restored: Vec::new(),
+                    skipped: Vec::new(),
+                }),
+                false => Err(RestoreError::NotFound),
+            };
+        }
+        if !records.iter().any(|r| self.within_retention(r)) {
+            return Err(RestoreError::RetentionExpired);
+        }
+        Ok(self.restore_records(&records, &reason))
+    }
+
+    fn within_retention(&self, record: &AuditRecord<K, V>) -> bool {
+        SystemTime::now()
+            .duration_since(record.at)
+            .map_or(true, |age| age <= self.retention)
+    }
+
+    fn restore_records(
+        &self,
+        records: &[Arc<AuditRecord<K, V>>],
+        reason: &Reason,
+    ) -> RestoreReport<K> {
+        let _span = tracing::debug_span!("safemap.restore", map = %self.name).entered();
+        let mut report = RestoreReport {
+            restored: Vec::new(),
+            skipped: Vec::new(),
+        };
+        self.journal.write(|lock| {
+            let guard = self.table.guard();
+            for record in records {
+                let Some(value) = record.previous_value.clone() else {
+                    continue;
+                };
+                if !self.within_retention(record) {
+                    report.skipped.push((record.key.clone(), Skip::Expired));
+                    continue;
+                }
+                let key = record.key.clone();
+                match self.put_locked(
+                    lock,
+                    &guard,
+                    key.clone(),
+                    value,
+                    Expect::Absent,
+                    reason,
+                    Op::Restore,
+                ) {
+                    Ok(written) => report.restored.push((key, written.revision)),
+                    Err(PutError::AlreadyExists { .. }) | Err(_) => {
+                        report.skipped.push((key, Skip::Recreated));
+                    }
+                }
+            }
+        });
+        tracing::debug!(
+            restored = report.restored.len(),
+            skipped = report.skipped.len(),
+            outcome = "restored"
+        );
+        report
+    }
+}
