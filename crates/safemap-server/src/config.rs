@@ -1,0 +1,428 @@
+//! The TOML configuration file (http-api.md, "Running it").
+//!
+//! ```toml
+//! [server]                         # optional; every field has a default
+//! max_body_bytes = 1048576         # 413 body_too_large above this
+//! max_list_limit = 1000            # largest `limit` of a list or audit page
+//! max_connections = 1024           # concurrent TCP connections; more wait in the accept queue
+//! max_maps = 10000                 # maps created on first write beyond the configured ones
+//! plan_ttl = "1h"                  # default lifetime of a delete plan
+//! watch_keepalive = "15s"          # SSE keep-alive comment interval
+//!
+//! [maps.orders]
+//! retention = "7d"
+//! delete_breaker = { max_deletes = 100, per_seconds = 60 }
+//! plan_ttl = "1h"
+//!
+//! [[maps.orders.deny_delete]]
+//! name = "archived"
+//! pointer = "/status"
+//! equals = "archived"
+//! ```
+//!
+//! Unknown fields, bad durations, invalid pointers and invalid map names stop
+//! startup with an error naming the file, the line and the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::names::is_valid_name;
+
+/// Default retention of deleted values (7 days).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default plan lifetime (1 hour).
+pub const DEFAULT_PLAN_TTL: Duration = Duration::from_secs(3600);
+
+/// Server-wide limits and settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Largest accepted request body in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Largest page of a list or audit query (default 1000).
+    pub max_list_limit: usize,
+    /// Concurrent TCP connections served (default 1024).
+    pub max_connections: usize,
+    /// Most maps the server holds (default 10 000).
+    pub max_maps: usize,
+    /// Lifetime of a delete plan unless the map says otherwise (default 1 h).
+    pub plan_ttl: Duration,
+    /// Interval of SSE keep-alive comments (default 15 s).
+    pub watch_keepalive: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_list_limit: 1000,
+            max_connections: 1024,
+            max_maps: 10_000,
+            plan_ttl: DEFAULT_PLAN_TTL,
+            watch_keepalive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A deny rule: a delete of a value whose `pointer` equals `equals` is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenyRule {
+    /// Name reported in `details.rule` of 409 `delete_vetoed`.
+    pub name: String,
+    /// JSON pointer into the value (RFC 6901).
+    pub pointer: String,
+    /// The JSON value that vetoes the delete.
+    pub equals: serde_json::Value,
+}
+
+/// The policy of one map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapPolicy {
+    /// How long deleted values stay restorable.
+    pub retention: Duration,
+    /// At most `.0` successful single-key deletes per sliding window of `.1`.
+    pub breaker: Option<(usize, Duration)>,
+    /// Deny rules, checked in order.
+    pub deny: Vec<DenyRule>,
+    /// Lifetime of delete plans of this map.
+    pub plan_ttl: Duration,
+}
+
+impl MapPolicy {
+    /// The default policy: reason required, no deny rules, no breaker, 7-day retention.
+    pub fn default_with(settings: &ServerSettings) -> Self {
+        Self {
+            retention: DEFAULT_RETENTION,
+            breaker: None,
+            deny: Vec::new(),
+            plan_ttl: settings.plan_ttl,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Server-wide settings.
+    pub server: ServerSettings,
+    /// Policies of configured maps, by name.
+    pub maps: BTreeMap<String, MapPolicy>,
+}
+
+impl Config {
+    /// The policy for `map`: configured, or the default one.
+    pub fn policy_for(&self, map: &str) -> MapPolicy {
+        self.maps
+            .get(map)
+            .cloned()
+            .unwrap_or_else(|| MapPolicy::default_with(&self.server))
+    }
+
+    /// The longest retention of any map (the shared journal keeps records this long).
+    pub fn max_retention(&self) -> Duration {
+        self.maps
+            .values()
+            .map(|p| p.retention)
+            .chain([DEFAULT_RETENTION])
+            .max()
+            .unwrap_or(DEFAULT_RETENTION)
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses configuration text; `file` is only used in error messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                field: field_of(e.message()),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let err = |span: std::ops::Range<usize>, field: String, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                field,
+                message,
+            }
+        };
+        let mut server = ServerSettings::default();
+        if let Some(s) = raw.server {
+            if let Some(v) = s.max_body_bytes {
+                server.max_body_bytes = v;
+            }
+            if let Some(v) = s.max_list_limit {
+                server.max_list_limit = v.max(1);
+            }
+            if let Some(v) = s.max_connections {
+                server.max_connections = v.max(1);
+            }
+            if let Some(v) = s.max_maps {
+                server.max_maps = v;
+            }
+            if let Some(d) = s.plan_ttl {
+                server.plan_ttl = parse_duration(d.get_ref())
+                    .map_err(|m| err(d.span(), "server.plan_ttl".into(), m))?;
+            }
+            if let Some(d) = s.watch_keepalive {
+                server.watch_keepalive = parse_duration(d.get_ref())
+                    .map_err(|m| err(d.span(), "server.watch_keepalive".into(), m))?;
+            }
+        }
+        let mut maps = BTreeMap::new();
+        for (name, m) in raw.maps {
+            if !is_valid_name(name.get_ref()) {
+                return Err(err(
+                    name.span(),
+                    format!("maps.{}", name.get_ref()),
+                    "map names match [a-z0-9][a-z0-9_-]{0,63}".into(),
+                ));
+            }
+            let name = name.into_inner();
+            let mut policy = MapPolicy::default_with(&server);
+            if let Some(r) = m.retention {
+                policy.retention = parse_duration(r.get_ref())
+                    .map_err(|msg| err(r.span(), format!("maps.{name}.retention"), msg))?;
+            }
+            if let Some(t) = m.plan_ttl {
+                policy.plan_ttl = parse_duration(t.get_ref())
+                    .map_err(|msg| err(t.span(), format!("maps.{name}.plan_ttl"), msg))?;
+            }
+            if let Some(b) = m.delete_breaker {
+                let span = b.span();
+                let b = b.into_inner();
+                if b.max_deletes == 0 || b.per_seconds == 0 {
+                    return Err(err(
+                        span,
+                        format!("maps.{name}.delete_breaker"),
+                        "max_deletes and per_seconds must both be at least 1".into(),
+                    ));
+                }
+                policy.breaker = Some((b.max_deletes, Duration::from_secs(b.per_seconds)));
+            }
+            for (i, rule) in m.deny_delete.into_iter().enumerate() {
+                let p = &rule.pointer;
+                if !is_json_pointer(p.get_ref()) {
+                    return Err(err(
+                        p.span(),
+                        format!("maps.{name}.deny_delete[{i}].pointer"),
+                        format!(
+                            "{:?} is not a JSON pointer (RFC 6901: empty, or starting with '/')",
+                            p.get_ref()
+                        ),
+                    ));
+                }
+                if rule.name.get_ref().is_empty() {
+                    return Err(err(
+                        rule.name.span(),
+                        format!("maps.{name}.deny_delete[{i}].name"),
+                        "a deny rule needs a non-empty name".into(),
+                    ));
+                }
+                policy.deny.push(DenyRule {
+                    name: rule.name.into_inner(),
+                    pointer: rule.pointer.into_inner(),
+                    equals: rule.equals,
+                });
+            }
+            maps.insert(name, policy);
+        }
+        Ok(Config { server, maps })
+    }
+}
+
+/// Whether `p` is a syntactically valid JSON pointer (RFC 6901).
+pub fn is_json_pointer(p: &str) -> bool {
+    if p.is_empty() {
+        return true;
+    }
+    if !p.starts_with('/') {
+        return false;
+    }
+    // `~` must be followed by 0 or 1.
+    let b = p.as_bytes();
+    b.iter()
+        .enumerate()
+        .all(|(i, c)| *c != b'~' || matches!(b.get(i + 1), Some(b'0' | b'1')))
+}
+
+/// Parses a duration such as `7d`, `90s`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("bad duration {s:?} ({e}); write e.g. \"7d\", \"12h\", \"90s\""))?;
+    if d.is_zero() {
+        return Err(format!("duration {s:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// A configuration error naming file, line, column and field.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// Dotted path of the field, when known.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "field `{}`: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Pulls the field name out of messages such as "unknown field `foo`, expected ...".
+fn field_of(message: &str) -> String {
+    for marker in ["unknown field `", "missing field `", "duplicate key `"] {
+        if let Some(rest) = message.split(marker).nth(1)
+            && let Some(end) = rest.find('`')
+        {
+            return rest[..end].to_string();
+        }
+    }
+    String::new()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<RawServer>,
+    #[serde(default)]
+    maps: BTreeMap<Spanned<String>, RawMap>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    max_body_bytes: Option<usize>,
+    max_list_limit: Option<usize>,
+    max_connections: Option<usize>,
+    max_maps: Option<usize>,
+    plan_ttl: Option<Spanned<String>>,
+    watch_keepalive: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    retention: Option<Spanned<String>>,
+    plan_ttl: Option<Spanned<String>>,
+    delete_breaker: Option<Spanned<RawBreaker>>,
+    #[serde(default)]
+    deny_delete: Vec<RawDeny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    max_deletes: usize,
+    per_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeny {
+    name: Spanned<String>,
+    pointer: Spanned<String>,
+    equals: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const GOOD: &str = r#"
+[maps.orders]
+retention = "7d"
+delete_breaker = { max_deletes = 100, per_seconds = 60 }
+
+[[maps.orders.deny_delete]]
+name = "archived"
+pointer = "/status"
+equals = "archived"
+"#;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("safemap.toml"), t)
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let c = parse(GOOD).unwrap();
+        let p = &c.maps["orders"];
+        assert_eq!(p.retention, Duration::from_secs(7 * 86400));
+        assert_eq!(p.breaker, Some((100, Duration::from_secs(60))));
+        assert_eq!(p.deny[0].name, "archived");
+        assert_eq!(p.deny[0].equals, serde_json::json!("archived"));
+        assert_eq!(c.policy_for("other").retention, DEFAULT_RETENTION);
+        assert!(parse("").unwrap().maps.is_empty());
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let e = parse("[maps.orders]\nretention = \"1d\"\nretension = \"2d\"\n").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("safemap.toml:3:"), "{s}");
+        assert!(s.contains("retension"), "{s}");
+    }
+
+    #[test]
+    fn bad_duration_and_pointer() {
+        let e = parse("[maps.a]\n\nretention = \"7 fortnights\"\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (3, "maps.a.retention"));
+        let e = parse("[[maps.a.deny_delete]]\nname = \"x\"\npointer = \"status\"\nequals = 1\n")
+            .unwrap_err();
+        assert_eq!(e.line, 3);
+        assert_eq!(e.field, "maps.a.deny_delete[0].pointer");
+        let e = parse("[maps.Bad]\n").unwrap_err();
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn pointers() {
+        assert!(is_json_pointer(""));
+        assert!(is_json_pointer("/a/~0b/~1c"));
+        assert!(!is_json_pointer("a"));
+        assert!(!is_json_pointer("/a~"));
+        assert!(!is_json_pointer("/a~2"));
+    }
+}
