@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 type Predicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
 

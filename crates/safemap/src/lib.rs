@@ -142,6 +142,7 @@ mod map;
 mod plan;
 mod reason;
 mod stats;
+mod sync;
 mod watch;
 
 pub use entry::{Entry, EntryRef, Removed, Written};

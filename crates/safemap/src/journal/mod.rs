@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use event_listener::{Event, EventListener};
-use parking_lot::{Mutex, MutexGuard};
 
 pub use record::{AuditRecord, Op};
 pub use sink::JournalSink;
 
 use crate::ids::{AuditId, PlanId, Revision};
+use crate::sync::{Mutex, MutexGuard};
 
 /// Default time a record is kept: 7 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

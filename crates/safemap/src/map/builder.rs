@@ -2,14 +2,13 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use super::SafeMap;
 use crate::engine::{ReadCounters, Table};
 use crate::guard::{Breaker, DenyRules};
 use crate::journal::{DEFAULT_RETENTION, Journal};
 use crate::plan::PlanBook;
 use crate::stats::WriteCounters;
+use crate::sync::Mutex;
 
 /// How long a plan stays executable by default: one hour.
 pub const DEFAULT_PLAN_TTL: Duration = Duration::from_secs(3600);

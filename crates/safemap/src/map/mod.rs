@@ -11,8 +11,6 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
-
 pub use builder::{Builder, DEFAULT_PLAN_TTL};
 pub use read::{Pinned, Snapshot};
 pub use remove::RetainReport;
@@ -26,6 +24,7 @@ use crate::ids::Revision;
 use crate::journal::Journal;
 use crate::plan::PlanBook;
 use crate::stats::{Stats, WriteCounters};
+use crate::sync::Mutex;
 use crate::watch::Watcher;
 
 /// A concurrent map with lock-free reads, revisions on every entry, and
