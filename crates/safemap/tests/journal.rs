@@ -1,0 +1,163 @@
+//! The audit journal: records, queries, eviction, sinks, sharing.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use safemap::{
+    AuditId, AuditQuery, AuditRecord, Journal, JournalSink, Op, Reason, Revision, SafeMap,
+};
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<AuditId>>);
+
+impl JournalSink<String, u32> for Collect {
+    fn append(&self, record: &Arc<AuditRecord<String, u32>>) {
+        self.0.lock().push(record.id);
+    }
+}
+
+#[test]
+fn every_successful_write_has_exactly_one_record_and_refusals_none() {
+    let sink = Arc::new(Collect::default());
+    let journal = Journal::builder().sink(sink.clone()).build();
+    let map: SafeMap<String, u32> = SafeMap::builder()
+        .journal(journal.clone())
+        .deny_delete("zero", |_, v| *v == 0)
+        .build();
+    let _ = map.insert("a".into(), 1);
+    let _ = map.insert("z".into(), 0);
+    assert!(map.insert_if_absent("a".into(), 2).is_err());
+    assert!(map.replace_if("a".into(), Revision::new(99), 2).is_err());
+    assert!(map.remove("z", "x").is_err());
+    assert!(map.remove("nope", "x").is_err());
+    let removed = map
+        .remove(
+            "a",
+            Reason::new("done")
+                .with_actor("alice")
+                .with_trace_id("4bf92f3577b34da6a3ce929d0e0e4736"),
+        )
+        .unwrap();
+    let ids: Vec<_> = journal
+        .query(&AuditQuery::default())
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(*sink.0.lock(), ids, "the sink saw every record, in order");
+    let record = journal.get(removed.audit_id().unwrap()).unwrap();
+    assert_eq!(record.op, Op::Delete);
+    assert_eq!(record.actor.as_deref(), Some("alice"));
+    assert_eq!(
+        record.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(record.previous_value, Some(1));
+}
+
+#[test]
+fn queries_filter_by_map_key_plan_and_page_after_an_id() {
+    let journal = Journal::new();
+    let a: SafeMap<String, u32> = SafeMap::builder()
+        .name("a")
+        .journal(journal.clone())
+        .build();
+    let b: SafeMap<String, u32> = SafeMap::builder()
+        .name("b")
+        .journal(journal.clone())
+        .build();
+    for i in 0..5 {
+        let _ = a.insert(format!("k{i}"), i);
+        let _ = b.insert(format!("k{i}"), i);
+    }
+    let only_a = journal.query(&AuditQuery {
+        map: Some("a".into()),
+        ..Default::default()
+    });
+    assert_eq!(only_a.len(), 5);
+    let page = journal.query(&AuditQuery {
+        after: Some(only_a[1].id),
+        limit: 3,
+        ..Default::default()
+    });
+    assert_eq!(page.len(), 3);
+    assert!(page[0].id > only_a[1].id);
+    let k1 = journal.query(&AuditQuery {
+        key: Some("k1".into()),
+        map: Some("b".into()),
+        ..Default::default()
+    });
+    assert_eq!(k1.len(), 1);
+    assert_eq!(&*k1[0].map, "b");
+}
+
+#[test]
+fn the_size_cap_evicts_the_oldest_and_counts_it() {
+    let journal = Journal::builder().capacity(10).build();
+    let map: SafeMap<u32, u32> = SafeMap::builder().journal(journal.clone()).build();
+    let first = map.insert(0, 0).audit_id().unwrap();
+    for i in 1..25 {
+        let _ = map.insert(i, i);
+    }
+    assert_eq!(journal.len(), 10);
+    assert_eq!(journal.evicted(), 15);
+    assert!(journal.get(first).is_none() && journal.was_evicted(first));
+    assert_eq!(map.stats().journal_evicted, 15);
+}
+
+#[test]
+fn a_journal_started_after_an_earlier_life_continues_its_counters() {
+    let journal = Journal::builder()
+        .start_after(Revision::new(500), AuditId::new(70))
+        .build();
+    let map: SafeMap<String, u32> = SafeMap::builder().journal(journal.clone()).build();
+    let w = map.insert("a".into(), 1);
+    assert_eq!(w.revision(), Revision::new(501));
+    assert_eq!(w.audit_id(), Some(AuditId::new(71)));
+}
+
+#[test]
+fn loaded_records_and_entries_come_back_without_the_sink() {
+    let sink = Arc::new(Collect::default());
+    let journal = Journal::builder().sink(sink.clone()).build();
+    let original: SafeMap<String, u32> = SafeMap::builder().journal(journal.clone()).build();
+    let _ = original.insert("a".into(), 1);
+    let removed = original.remove("a", "x").unwrap();
+    let records: Vec<_> = journal
+        .query(&AuditQuery::default())
+        .iter()
+        .map(|r| (**r).clone())
+        .collect();
+
+    let sink2 = Arc::new(Collect::default());
+    let revived = Journal::builder().sink(sink2.clone()).build();
+    assert_eq!(revived.load(records), 2);
+    let map: SafeMap<String, u32> = SafeMap::builder().journal(revived.clone()).build();
+    map.load_entry("b".into(), 5, Revision::new(9), Revision::new(9), 1);
+    assert!(sink2.0.lock().is_empty());
+    assert_eq!(map.current_revision(), Revision::new(9));
+    assert_eq!(map.get("b").unwrap().revision(), Revision::new(9));
+    assert!(map.insert("c".into(), 1).revision() > Revision::new(9));
+    // The removal from the earlier life can still be restored.
+    assert_eq!(
+        map.restore(removed.audit_id().unwrap(), "undo")
+            .unwrap()
+            .restored
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn stats_count_reads_and_writes() {
+    let map: SafeMap<u32, u32> = SafeMap::new();
+    let _ = map.insert(1, 1);
+    assert!(map.get(&1).is_some());
+    assert!(map.get(&2).is_none());
+    assert!(map.pin().get(&1).is_some());
+    let stats = map.stats();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.puts, stats.entries),
+        (2, 1, 1, 1)
+    );
+}
