@@ -126,9 +126,13 @@
 //!   [`journal::DEFAULT_RETENTION`] of history by default; older records are
 //!   evicted (and counted), after which restore answers `RetentionExpired` and
 //!   watchers that still needed them get `Compacted`.
-//! * The table grows but does not shrink its bucket array; removed entries'
-//!   memory is reclaimed once no reader holds them.
-//! * Plans live in memory; a plan executes at most once.
+//! * Removed entries' memory is reclaimed once no reader holds them (a reader
+//!   that keeps a [`Pinned`] view alive delays that; views are meant to be
+//!   short). The bucket array itself shrinks only when the engine next resizes
+//!   (papaya halves a table at most 1/8 full when an insert triggers a resize);
+//!   there is no explicit `shrink_to_fit`.
+//! * Plans live in memory; a plan executes at most once. Used and expired plans
+//!   answer `Gone` for a day, `NotFound` after.
 
 #![warn(missing_docs)]
 

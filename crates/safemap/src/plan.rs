@@ -140,9 +140,14 @@ pub(crate) enum PlanSlot<K> {
         keys: Vec<(K, Revision)>,
         expires: Instant,
     },
-    /// Executing or executed: a plan runs at most once.
-    Used,
+    /// Executing, executed or expired: a plan runs at most once. Kept as a
+    /// tombstone (no keys) for [`TOMBSTONE_TTL`] so that it answers `Gone`.
+    Used { since: Instant },
 }
+
+/// How long a used or expired plan is remembered (answering `Gone`); after
+/// that it answers `NotFound`. Bounds the memory of plan bookkeeping.
+pub(crate) const TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The plans of one map.
 pub(crate) struct PlanBook<K> {
@@ -157,12 +162,17 @@ impl<K> PlanBook<K> {
     }
 
     /// Drops the keys of pending plans that expired before `now`, keeping a
-    /// tombstone so that they answer `Gone` (not `NotFound`) from then on.
+    /// tombstone so that they answer `Gone` (not `NotFound`), and forgets
+    /// tombstones older than [`TOMBSTONE_TTL`].
     pub(crate) fn retire_expired(&mut self, now: Instant) {
-        for slot in self.slots.values_mut() {
-            if matches!(slot, PlanSlot::Pending { expires, .. } if *expires <= now) {
-                *slot = PlanSlot::Used;
+        self.slots.retain(|_, slot| match slot {
+            PlanSlot::Pending { expires, .. } => {
+                if *expires <= now {
+                    *slot = PlanSlot::Used { since: *expires };
+                }
+                true
             }
-        }
+            PlanSlot::Used { since } => now.saturating_duration_since(*since) < TOMBSTONE_TTL,
+        });
     }
 }

@@ -126,7 +126,7 @@ where
             book.retire_expired(Instant::now());
             let slot = book.slots.get_mut(&plan).ok_or(ExecuteError::NotFound)?;
             match slot {
-                PlanSlot::Used => return Err(ExecuteError::Gone),
+                PlanSlot::Used { .. } => return Err(ExecuteError::Gone),
                 PlanSlot::Pending { keys, .. } if keys.len() != confirm_count => {
                     return Err(ExecuteError::ConfirmCountMismatch {
                         expected: keys.len(),
@@ -135,7 +135,9 @@ where
                 }
                 PlanSlot::Pending { keys, .. } => {
                     let keys = std::mem::take(keys);
-                    *slot = PlanSlot::Used;
+                    *slot = PlanSlot::Used {
+                        since: Instant::now(),
+                    };
                     keys
                 }
             }

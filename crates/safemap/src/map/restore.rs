@@ -114,7 +114,10 @@ where
             .filter(|r| *r.map == *self.name && r.op == Op::Delete)
             .collect();
         if records.is_empty() {
-            let known = matches!(self.plans.lock().slots.get(&plan), Some(PlanSlot::Used));
+            let known = matches!(
+                self.plans.lock().slots.get(&plan),
+                Some(PlanSlot::Used { .. })
+            );
             return match known {
                 true if journal.evicted() > 0 => Err(RestoreError::RetentionExpired),
                 true => Ok(RestoreReport {
