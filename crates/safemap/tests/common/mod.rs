@@ -1,0 +1,19 @@
+//! Helpers shared by the proof suite (`model_*`, `linearizability*`,
+//! `shuttle_*`, `deadlock*`): a linearizability checker, the sequential
+//! per-key model of a map it checks against, and a small seeded generator.
+
+#![allow(dead_code)]
+
+pub mod keymodel;
+pub mod linearizability;
+pub mod rng;
+
+/// Whether the long runs were asked for (`SAFEMAP_PROOF_LONG=1`).
+pub fn long_run() -> bool {
+    std::env::var("SAFEMAP_PROOF_LONG").is_ok_and(|v| v == "1")
+}
+
+/// `ci` normally, `long` when [`long_run`].
+pub fn scaled(ci: usize, long: usize) -> usize {
+    if long_run() { long } else { ci }
+}
