@@ -1,0 +1,216 @@
+//! Starting and stopping the servers: etcd and redis through the crate's
+//! `scripts/servers.sh` (embedded in the binary and written to the run's
+//! temporary directory), safemap by running its binary. Each server is a
+//! child process of this one, stopped by its own process id when the
+//! [`Server`] is dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::clients::Endpoint;
+
+/// The script, embedded so the binary works from any directory.
+pub const SCRIPT: &str = include_str!("../../../scripts/servers.sh");
+
+/// How long a server may take to become ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server: killed and reaped on drop.
+pub struct Server {
+    child: Child,
+    /// How to reach it.
+    pub endpoint: Endpoint,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free loopback port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Write the script into `dir` and return its path.
+pub fn write_script(dir: &Path) -> Result<PathBuf, String> {
+    let p = dir.join("servers.sh");
+    std::fs::write(&p, SCRIPT).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    Ok(p)
+}
+
+/// Run `servers.sh install`; `Err` with its message when it could not install.
+pub fn install(script: &Path) -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("install")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run bash: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "servers.sh install failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Whether a program is on the PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+/// Start redis (durable: AOF with fsync on every write) in `dir`.
+pub fn start_redis(script: &Path, dir: &Path, durable: bool) -> Result<Server, String> {
+    let port = free_port()?;
+    let child = Command::new("bash")
+        .arg(script)
+        .args([
+            "redis",
+            &dir.to_string_lossy(),
+            &port.to_string(),
+            if durable { "durable" } else { "relaxed" },
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start redis: {e}"))?;
+    let addr = format!("127.0.0.1:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    Ok(Server {
+        child,
+        endpoint: Endpoint::Redis(addr),
+    })
+}
+
+/// Start etcd (its defaults: fsync per commit) in `dir`.
+pub fn start_etcd(script: &Path, dir: &Path) -> Result<Server, String> {
+    let (port, peer) = (free_port()?, free_port()?);
+    let child = Command::new("bash")
+        .arg(script)
+        .args([
+            "etcd",
+            &dir.to_string_lossy(),
+            &port.to_string(),
+            &peer.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start etcd: {e}"))?;
+    Ok(Server {
+        child,
+        endpoint: Endpoint::Etcd(format!("http://127.0.0.1:{port}")),
+    })
+}
+
+/// Start `safemap serve` with its data in `dir`, wait for its `listening on`
+/// line and read the admin token it wrote.
+pub fn start_safemap(bin: &Path, dir: &Path) -> Result<Server, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--data-dir",
+            &dir.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            // Keep draining after the line is found, so the server never blocks on a full pipe.
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    // Owned from here on: any early return below stops the child.
+    let mut server = Server {
+        child,
+        endpoint: Endpoint::Etcd(String::new()),
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches(|c| c == '"' || c == ',');
+                    break addr.trim_start_matches("http://").to_string();
+                }
+            }
+            Err(_) => {
+                return Err(format!(
+                    "safemap did not print `listening on` within {START_TIMEOUT:?}"
+                ));
+            }
+        }
+    };
+    let token_path = dir.join("admin.token");
+    let token = std::fs::read_to_string(&token_path)
+        .map_err(|e| format!("cannot read {}: {e}", token_path.display()))?
+        .trim()
+        .to_string();
+    server.endpoint = Endpoint::Safemap {
+        base: format!("http://{addr}"),
+        token,
+    };
+    Ok(server)
+}
+
+/// The safemap server binary: `explicit`, else `SAFEMAP_BIN`, else `safemap`
+/// next to this binary, else on the PATH.
+pub fn find_safemap(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("SAFEMAP_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let sibling = std::env::current_exe().ok()?.parent()?.join("safemap");
+    if sibling.is_file() {
+        return Some(sibling);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("safemap"))
+            .find(|p| p.is_file())
+    })
+}
