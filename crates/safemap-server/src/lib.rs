@@ -1,11 +1,35 @@
-//! safemap-server: the HTTP service over the `safemap` library, and the
-//! `safemap` command-line client.
+//! safemap-server: the HTTP service over the `safemap` library (`safemap serve`),
+//! and the `safemap` command-line client.
+//!
+//! - [`server::run`] serves on a listener until a shutdown future resolves;
+//!   `main` only parses arguments, sets up tracing and calls it (tests bind
+//!   `127.0.0.1:0`).
+//! - [`state`] holds the maps over one shared journal and recovers them at start.
+//! - [`storage`] is the durable redb store with a group-commit writer thread
+//!   (layout in `STORAGE.md`).
+//! - [`routes`] has one file per route group: parse → library call → wait until
+//!   durable → respond. Behaviour lives in the library.
+//! - [`cli`] is the etcdctl-like client.
+//!
+//! Limits (all named here and in the config docs): request body 1 MiB, key
+//! 1024 bytes, list/audit page 1000, refresh 1000 entries, reason 512
+//! characters, 1024 concurrent connections, 10 000 maps, 1000 tokens, profiles
+//! up to 60 s, plans kept in memory only (a restart forgets unexecuted plans).
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod names;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod state;
 pub mod storage;
 pub mod trace;
+
+pub use server::{ServeOptions, run};

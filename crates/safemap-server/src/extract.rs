@@ -1,0 +1,424 @@
+//! Request extractors that turn every malformed part of a request into the
+//! spec's JSON error (never axum's plain-text rejections).
+//!
+//! Handlers take `Authed<ROLE>` first, so authentication and authorization
+//! (401/403) win over every other error, as the spec's precedence requires.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::auth::{Principal, Role, bearer};
+use crate::error::ApiError;
+use crate::names::{check_key, is_valid_name};
+use crate::state::AppState;
+use crate::trace::TraceCtx;
+
+/// Role number of `read` for [`Authed`].
+pub const READ: u8 = 0;
+/// Role number of `write` for [`Authed`].
+pub const WRITE: u8 = 1;
+/// Role number of `delete` for [`Authed`].
+pub const DELETE: u8 = 2;
+/// Role number of `admin` for [`Authed`].
+pub const ADMIN: u8 = 3;
+
+fn role_of(r: u8) -> Role {
+    match r {
+        READ => Role::Read,
+        WRITE => Role::Write,
+        DELETE => Role::Delete,
+        _ => Role::Admin,
+    }
+}
+
+/// An authenticated caller holding role `R`.
+pub struct Authed<const R: u8>(pub Principal);
+
+/// Authenticates a request: 401 when the token is missing or unknown.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = bearer(headers.get(header::AUTHORIZATION)).ok_or_else(|| {
+        ApiError::unauthenticated("missing bearer token (Authorization: Bearer <token>)")
+    })?;
+    state
+        .tokens
+        .authenticate(token)
+        .ok_or_else(|| ApiError::unauthenticated("unknown token"))
+}
+
+/// Checks that `p` has `role`: 403 otherwise.
+pub fn authorize(p: &Principal, role: Role) -> Result<(), ApiError> {
+    if p.has(role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "token {:?} lacks the {} role",
+            p.name,
+            role.as_str()
+        ))
+        .with_details(serde_json::json!({"required_role": role.as_str()})))
+    }
+}
+
+impl<const R: u8> FromRequestParts<AppState> for Authed<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let p = authenticate(state, &parts.headers)?;
+        authorize(&p, role_of(R))?;
+        Ok(Authed(p))
+    }
+}
+
+/// The request's trace context (set by the observe middleware).
+pub struct Trace(pub TraceCtx);
+
+impl<S: Send + Sync> FromRequestParts<S> for Trace {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Trace(
+            parts
+                .extensions
+                .get::<TraceCtx>()
+                .cloned()
+                .unwrap_or_else(|| TraceCtx::from_header(None)),
+        ))
+    }
+}
+
+fn check_map(map: &str) -> Result<(), ApiError> {
+    if is_valid_name(map) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_map_name",
+            format!("map name {map:?} does not match [a-z0-9][a-z0-9_-]{{0,63}}"),
+        ))
+    }
+}
+
+/// `{map}` from the path, validated.
+pub struct MapName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for MapName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        let map = param(&params, "map")?;
+        check_map(&map)?;
+        Ok(MapName(map))
+    }
+}
+
+/// `{map}` and `{key}` from the path, validated (keys: 1..=1024 bytes of UTF-8).
+pub struct MapKey(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for MapKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_key",
+                    format!("{} (keys are percent-encoded UTF-8)", e.body_text()),
+                )
+            })?;
+        let map = param(&params, "map")?;
+        check_map(&map)?;
+        let key = param(&params, "key")?;
+        check_key(&key).map_err(|m| ApiError::bad_request("invalid_key", m))?;
+        Ok(MapKey(map, key))
+    }
+}
+
+/// Another named path parameter (plan id, token name), as text.
+pub fn param(params: &[(String, String)], name: &str) -> Result<String, ApiError> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| ApiError::bad_request("invalid_path", format!("missing {name}")))
+}
+
+/// All path parameters.
+pub struct Params(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        Ok(Params(params))
+    }
+}
+
+/// A query string, with 400 `invalid_query` on anything malformed.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(t) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+        Ok(Q(t))
+    }
+}
+
+/// A JSON body of at most `server.max_body_bytes`: 413 `body_too_large` above,
+/// 400 `invalid_json` when it does not parse, 400 `invalid_body` when it has the
+/// wrong shape.
+pub struct JsonBody<T>(pub T);
+
+/// Reads the body as bytes within the configured limit.
+pub async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
+        .with_details(serde_json::json!({"limit_bytes": limit}))
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = src {
+                if s.to_string().contains("length limit exceeded") {
+                    return too_large();
+                }
+                src = s.source();
+            }
+            ApiError::bad_request("invalid_body", format!("reading the body failed: {e}"))
+        })
+}
+
+/// Parses JSON bytes into `T` with the spec's errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() {
+            "invalid_body"
+        } else {
+            "invalid_json"
+        };
+        ApiError::bad_request(code, format!("body: {e}"))
+            .with_details(serde_json::json!({"line": e.line(), "column": e.column()}))
+    })
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state.config.server.max_body_bytes).await?;
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+/// A header as UTF-8 text: 400 `invalid_header` when it is not.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            ApiError::bad_request("invalid_header", format!("{name} is not visible ASCII"))
+                .with_details(serde_json::json!({"header": name}))
+        }),
+    }
+}
+
+/// Maximum reason length in characters.
+pub const MAX_REASON_CHARS: usize = safemap::MAX_REASON_LEN;
+
+/// `X-Reason`, percent-decoded if it contains `%`. Required: 400 `reason_required`
+/// when missing or empty, `reason_too_long` above 512 characters.
+pub fn reason(headers: &HeaderMap, required: bool) -> Result<Option<String>, ApiError> {
+    let raw = match headers.get("x-reason") {
+        None => None,
+        Some(v) => Some(match v.to_str() {
+            Ok(s) => s.to_string(),
+            // Non-ASCII bytes: accept them if they are UTF-8.
+            Err(_) => String::from_utf8(v.as_bytes().to_vec()).map_err(|_| {
+                ApiError::bad_request("invalid_header", "X-Reason is not UTF-8")
+                    .with_details(serde_json::json!({"header": "X-Reason"}))
+            })?,
+        }),
+    };
+    let text = raw.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    match text {
+        None if required => Err(ApiError::bad_request(
+            "reason_required",
+            "this operation needs a non-empty X-Reason header",
+        )
+        .with_details(serde_json::json!({"header": "X-Reason"}))),
+        Some(t) if t.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(
+            "reason_too_long",
+            format!("X-Reason is longer than {MAX_REASON_CHARS} characters"),
+        )
+        .with_details(serde_json::json!({"max_chars": MAX_REASON_CHARS}))),
+        other => Ok(other),
+    }
+}
+
+/// A parsed `If-Match` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: the entry must exist.
+    Any,
+    /// One or more strong ETags `"<revision>"` (weak ones never match: `None`).
+    Revisions(Vec<Option<u64>>),
+}
+
+/// Parses an entity-tag list of `If-Match`/`If-None-Match`: `*` or `"<n>"`, `W/"<n>"`, comma separated.
+pub fn parse_etags(v: &str) -> Option<IfMatch> {
+    let v = v.trim();
+    if v == "*" {
+        return Some(IfMatch::Any);
+    }
+    let mut out = Vec::new();
+    for part in v.split(',') {
+        let part = part.trim();
+        let (weak, tag) = match part.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, part),
+        };
+        let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
+        let n: u64 = inner.parse().ok()?;
+        if inner.starts_with('+') {
+            return None;
+        }
+        out.push(if weak { None } else { Some(n) });
+    }
+    (!out.is_empty()).then_some(IfMatch::Revisions(out))
+}
+
+/// `If-Match` of a request: 400 `invalid_header` when malformed.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
+    etag_header(headers, "if-match")
+}
+
+/// `If-None-Match` of a request: 400 `invalid_header` when malformed.
+pub fn if_none_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
+    etag_header(headers, "if-none-match")
+}
+
+fn etag_header(headers: &HeaderMap, name: &str) -> Result<Option<IfMatch>, ApiError> {
+    match header_str(headers, name)? {
+        None => Ok(None),
+        Some(v) => parse_etags(v).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_header",
+                format!("{name} must be * or a list of \"<revision>\" entity tags"),
+            )
+            .with_details(serde_json::json!({"header": name}))
+        }),
+    }
+}
+
+/// Validates a `limit` query value: 1..=max, default max.
+pub fn limit(raw: Option<&str>, max: usize) -> Result<usize, ApiError> {
+    let Some(raw) = raw else { return Ok(max) };
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be an integer in 1..={max}"),
+        )
+        .with_details(serde_json::json!({"max": max}))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn etags() {
+        assert_eq!(parse_etags("*"), Some(IfMatch::Any));
+        assert_eq!(
+            parse_etags("\"5\""),
+            Some(IfMatch::Revisions(vec![Some(5)]))
+        );
+        assert_eq!(
+            parse_etags("\"5\", W/\"6\""),
+            Some(IfMatch::Revisions(vec![Some(5), None]))
+        );
+        for bad in ["5", "\"x\"", "\"\"", "", "\"5", "\"-1\"", "\"+1\""] {
+            assert_eq!(parse_etags(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            reason(&h, true).err().map(|e| e.code),
+            Some("reason_required")
+        );
+        assert_eq!(reason(&h, false).ok(), Some(None));
+        h.insert("x-reason", "  ".parse().expect("header"));
+        assert_eq!(
+            reason(&h, true).err().map(|e| e.code),
+            Some("reason_required")
+        );
+        h.insert("x-reason", "a".repeat(513).parse().expect("header"));
+        assert_eq!(
+            reason(&h, true).err().map(|e| e.code),
+            Some("reason_too_long")
+        );
+        h.insert("x-reason", "a".repeat(512).parse().expect("header"));
+        assert!(reason(&h, true).is_ok());
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(limit(None, 1000).ok(), Some(1000));
+        assert_eq!(limit(Some("1"), 1000).ok(), Some(1));
+        for bad in ["0", "1001", "-1", "x", ""] {
+            assert!(limit(Some(bad), 1000).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn header_decoders_never_panic(s in ".{0,64}") {
+            let _ = parse_etags(&s);
+            let _ = limit(Some(&s), 1000);
+            if let Ok(v) = s.parse::<axum::http::HeaderValue>() {
+                let mut h = HeaderMap::new();
+                h.insert("x-reason", v.clone());
+                h.insert("if-match", v);
+                let _ = reason(&h, true);
+                let _ = if_match(&h);
+            }
+        }
+
+        #[test]
+        fn body_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = parse_json::<serde_json::Value>(&bytes);
+            if let Err(e) = parse_json::<crate::routes::plans::PlanBody>(&bytes) {
+                prop_assert!(e.code == "invalid_json" || e.code == "invalid_body");
+            }
+        }
+    }
+}

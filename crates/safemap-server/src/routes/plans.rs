@@ -1,0 +1,264 @@
+//! Delete plans (two-step bulk deletion) and restore.
+//!
+//! Plans live in the library's memory: a restart forgets plans that were not
+//! executed (the client plans again; nothing was deleted).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use safemap::{AuditId, ExecuteError, PlanId, RestoreError, RestoreReport, Selector};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{reason_of, rfc3339};
+use crate::config::is_json_pointer;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{
+    ADMIN, Authed, DELETE, JsonBody, MapName, Params, Trace, header_str, param, reason,
+};
+use crate::names::check_key;
+use crate::state::AppState;
+use crate::storage::Target;
+
+/// Keys listed in a plan's `sample`.
+pub const SAMPLE_KEYS: usize = 20;
+
+/// `where` of a plan: the value at `pointer` equals `equals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Where {
+    pointer: String,
+    equals: Value,
+}
+
+/// Body of `POST /v1/maps/{map}/delete-plans`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanBody {
+    prefix: Option<String>,
+    keys: Option<Vec<String>>,
+    #[serde(rename = "where")]
+    where_: Option<Where>,
+}
+
+fn no_map(map: &str) -> ApiError {
+    ApiError::not_found(format!("no map {map:?}")).with_details(json!({"map": map}))
+}
+
+fn no_plan(plan: &str) -> ApiError {
+    ApiError::not_found(format!("no delete plan {plan:?}")).with_details(json!({"plan_id": plan}))
+}
+
+/// `POST /v1/maps/{map}/delete-plans` → 201 with the dry run. Nothing is deleted.
+pub async fn create_plan(
+    _a: Authed<DELETE>,
+    State(st): State<AppState>,
+    MapName(map): MapName,
+    JsonBody(body): JsonBody<PlanBody>,
+) -> ApiResult<Response> {
+    if body.prefix.is_none() && body.keys.is_none() && body.where_.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "a plan needs at least one selector: prefix, keys or where",
+        ));
+    }
+    let mut sel: Selector<String, Value> = Selector::all();
+    if let Some(keys) = body.keys {
+        for k in &keys {
+            check_key(k).map_err(|m| {
+                ApiError::bad_request("invalid_key", m).with_details(json!({"key": k}))
+            })?;
+        }
+        sel = sel.keys(keys);
+    }
+    if let Some(p) = body.prefix {
+        sel = sel.prefix(p);
+    }
+    if let Some(w) = body.where_ {
+        if !is_json_pointer(&w.pointer) {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("where.pointer {:?} is not a JSON pointer", w.pointer),
+            ));
+        }
+        let (pointer, equals) = (w.pointer, w.equals);
+        sel = sel.filter(move |_k, v: &Value| v.pointer(&pointer) == Some(&equals));
+    }
+    let m = st.map(&map).ok_or_else(|| no_map(&map))?;
+    let plan = m.plan_remove(sel);
+    let vetoed: Vec<Value> = plan
+        .vetoed()
+        .iter()
+        .map(|(k, rule)| json!({"key": k, "rule": rule}))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "plan_id": plan.id().to_string(),
+            "at_revision": plan.at_revision().get(),
+            "count": plan.count(),
+            "sample": plan.sample(SAMPLE_KEYS),
+            "vetoed": vetoed,
+            "expires_at": rfc3339(plan.expires_at()),
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /v1/maps/{map}/delete-plans/{plan_id}/execute` with `X-Reason` and `X-Confirm-Count`.
+pub async fn execute_plan(
+    a: Authed<DELETE>,
+    State(st): State<AppState>,
+    Trace(trace): Trace,
+    MapName(map): MapName,
+    Params(params): Params,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let text = reason(&headers, true)?;
+    let count = match header_str(&headers, "x-confirm-count")? {
+        None => {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                "X-Confirm-Count is required: the plan's count, to confirm",
+            )
+            .with_details(json!({"header": "X-Confirm-Count"})));
+        }
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            ApiError::bad_request("invalid_header", "X-Confirm-Count must be an integer")
+                .with_details(json!({"header": "X-Confirm-Count"}))
+        })?,
+    };
+    let raw = param(&params, "plan_id")?;
+    let m = st.map(&map).ok_or_else(|| no_map(&map))?;
+    let plan: PlanId = raw.parse().map_err(|_| no_plan(&raw))?;
+    st.check_writable()?;
+    let report = m
+        .execute(plan, count, reason_of(text, &a.0, &trace))
+        .map_err(|e| match e {
+            ExecuteError::NotFound => no_plan(&raw),
+            ExecuteError::Gone => ApiError::new(
+                StatusCode::GONE,
+                "plan_gone",
+                "the plan expired or was already executed; plan again",
+            )
+            .with_details(json!({"plan_id": raw})),
+            ExecuteError::ConfirmCountMismatch { expected, got } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "confirm_count_mismatch",
+                format!("X-Confirm-Count is {got} but the plan deletes {expected} keys"),
+            )
+            .with_details(json!({"expected": expected, "got": got})),
+            ExecuteError::ReasonRequired => {
+                ApiError::bad_request("reason_required", "X-Reason is required")
+            }
+            ExecuteError::ReasonTooLong => {
+                ApiError::bad_request("reason_too_long", "X-Reason is too long")
+            }
+            other => ApiError::internal(other.to_string()),
+        })?;
+    if let Some((_, last)) = report.audit_ids {
+        st.durable(Target::AuditId(last.get())).await?;
+    }
+    let conflicts: Vec<Value> = report
+        .conflicts
+        .iter()
+        .map(|c| {
+            json!({"key": c.key, "planned_revision": c.planned_revision.get(),
+                   "current_revision": c.current_revision.map(|r| r.get())})
+        })
+        .collect();
+    let vetoed: Vec<Value> = report
+        .vetoed
+        .iter()
+        .map(|(k, rule)| json!({"key": k, "rule": rule}))
+        .collect();
+    let ids: Vec<u64> = report
+        .audit_ids
+        .map(|(a, b)| vec![a.get(), b.get()])
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "deleted": report.deleted,
+        "conflicts": conflicts,
+        "vetoed": vetoed,
+        "audit_ids": ids,
+    }))
+    .into_response())
+}
+
+/// Body of a restore: exactly one of `audit_id`, `plan_id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    audit_id: Option<u64>,
+    plan_id: Option<String>,
+}
+
+/// `POST /v1/maps/{map}/restore` (admin) with `X-Reason`.
+pub async fn restore(
+    a: Authed<ADMIN>,
+    State(st): State<AppState>,
+    Trace(trace): Trace,
+    MapName(map): MapName,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RestoreBody>,
+) -> ApiResult<Response> {
+    let text = reason(&headers, true)?;
+    let which = match (body.audit_id, body.plan_id) {
+        (Some(id), None) => Ok(id),
+        (None, Some(p)) => Err(p),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give exactly one of audit_id and plan_id",
+            ));
+        }
+    };
+    let m = st.map(&map).ok_or_else(|| no_map(&map))?;
+    st.check_writable()?;
+    let why = reason_of(text, &a.0, &trace);
+    let result: Result<RestoreReport<String>, RestoreError> = match &which {
+        Ok(id) => m.restore(AuditId::new(*id), why),
+        Err(p) => match p.parse::<PlanId>() {
+            Ok(plan) => m.restore_plan(plan, why),
+            Err(_) => Err(RestoreError::NotFound),
+        },
+    };
+    let report = result.map_err(|e| match e {
+        RestoreError::NotFound => ApiError::not_found(match &which {
+            Ok(id) => format!("no delete with audit id {id} in map {map:?}"),
+            Err(p) => format!("no deletes of plan {p:?} in map {map:?}"),
+        }),
+        RestoreError::RetentionExpired => ApiError::new(
+            StatusCode::GONE,
+            "retention_expired",
+            "the deleted value is past the map's retention and can no longer be restored",
+        ),
+        RestoreError::NotADelete => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_delete",
+            "only deletes can be restored; this audit record is a put or restore",
+        ),
+        RestoreError::ReasonRequired => {
+            ApiError::bad_request("reason_required", "X-Reason is required")
+        }
+        RestoreError::ReasonTooLong => {
+            ApiError::bad_request("reason_too_long", "X-Reason is too long")
+        }
+        other => ApiError::internal(other.to_string()),
+    })?;
+    if let Some(max) = report.restored.iter().map(|(_, r)| *r).max() {
+        st.durable(Target::Revision(max.get())).await?;
+    }
+    let restored: Vec<Value> = report
+        .restored
+        .iter()
+        .map(|(k, r)| json!({"key": k, "revision": r.get()}))
+        .collect();
+    let skipped: Vec<Value> = report
+        .skipped
+        .iter()
+        .map(|(k, why)| json!({"key": k, "why": why.as_str()}))
+        .collect();
+    Ok(Json(json!({"restored": restored, "skipped": skipped})).into_response())
+}

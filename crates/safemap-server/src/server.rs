@@ -1,0 +1,205 @@
+//! The router and `run(listener, options, shutdown)`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post, put};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::limits::LimitedListener;
+use crate::routes::{audit, entries, ops, plans, tokens, watch};
+use crate::state::{AppState, Shared};
+use crate::trace::TraceCtx;
+
+/// Options of `safemap serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The data directory (created if absent).
+    pub data_dir: PathBuf,
+    /// The configuration.
+    pub config: Config,
+}
+
+/// Errors that stop the server.
+pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every route the server serves: (method, path, handler). The router is built
+/// from this table and a test checks it against the OpenAPI document both ways.
+pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (
+            Method::GET,
+            "/v1/maps/{map}/keys/{key}",
+            get(entries::get_entry),
+        ),
+        (
+            Method::PUT,
+            "/v1/maps/{map}/keys/{key}",
+            put(entries::put_entry),
+        ),
+        (
+            Method::DELETE,
+            "/v1/maps/{map}/keys/{key}",
+            delete(entries::delete_entry),
+        ),
+        (
+            Method::GET,
+            "/v1/maps/{map}/keys",
+            get(entries::list_entries),
+        ),
+        (
+            Method::POST,
+            "/v1/maps/{map}/refresh",
+            post(entries::refresh),
+        ),
+        (
+            Method::POST,
+            "/v1/maps/{map}/delete-plans",
+            post(plans::create_plan),
+        ),
+        (
+            Method::POST,
+            "/v1/maps/{map}/delete-plans/{plan_id}/execute",
+            post(plans::execute_plan),
+        ),
+        (Method::POST, "/v1/maps/{map}/restore", post(plans::restore)),
+        (Method::GET, "/v1/maps/{map}/watch", get(watch::watch)),
+        (Method::GET, "/v1/audit", get(audit::audit)),
+        (Method::POST, "/v1/tokens", post(tokens::create)),
+        (Method::GET, "/v1/tokens", get(tokens::list)),
+        (Method::DELETE, "/v1/tokens/{name}", delete(tokens::revoke)),
+        (Method::GET, "/healthz", get(ops::healthz)),
+        (Method::GET, "/readyz", get(ops::readyz)),
+        (Method::GET, "/metrics", get(ops::metrics)),
+        (Method::GET, "/debug/pprof/profile", get(ops::profile)),
+        (Method::GET, "/v1/openapi.json", get(ops::openapi)),
+    ]
+}
+
+/// Builds the router over a state.
+pub fn router(state: AppState) -> Router {
+    let mut r: Router<AppState> = Router::new();
+    for (_, path, handler) in route_table() {
+        r = r.route(path, handler);
+    }
+    r.route_layer(middleware::from_fn(observe))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("the request handler panicked; this is a bug").into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+async fn fallback(State(_): State<AppState>) -> Response {
+    ApiError::not_found("no such route; see /v1/openapi.json")
+        .with_details(serde_json::json!({"route": null}))
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not support the method; see /v1/openapi.json",
+    )
+    .into_response()
+}
+
+/// Per request: trace context, a log span with the trace id, metrics, `x-trace-id`.
+async fn observe(mut req: Request, next: Next) -> Response {
+    let ctx = TraceCtx::from_header(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", trace_id = %ctx.trace_id, %method, route = %route);
+    let trace_id = ctx.trace_id.clone();
+    req.extensions_mut().insert(ctx);
+    let started = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    metrics::counter!("safemap_requests_total", "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("safemap_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(
+                status,
+                code,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "request failed"
+            );
+        } else {
+            tracing::info!(
+                status,
+                code,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "request"
+            );
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&trace_id) {
+        resp.headers_mut().insert("x-trace-id", v);
+    }
+    resp
+}
+
+/// Serves on `listener` until `shutdown` resolves: opens and recovers storage,
+/// creates the admin token on first start, prints `listening on <addr>`, then
+/// drains connections, ends watch streams and closes storage cleanly.
+pub async fn run(
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let max_connections = opts.config.server.max_connections;
+    let data_dir = opts.data_dir.clone();
+    let shared = tokio::task::spawn_blocking(move || {
+        Shared::open(&data_dir, opts.config, addr.ip().is_loopback(), stop_rx)
+    })
+    .await??;
+    let state: AppState = Arc::new(shared);
+    if let Some(path) = state.bootstrap_admin().await? {
+        println!("admin token written to {}", path.display());
+        tracing::info!(path = %path.display(), "created the admin token");
+    }
+    crate::metrics::handle();
+    let app = router(state.clone());
+    println!("listening on {addr}");
+    tracing::info!(%addr, data_dir = %opts.data_dir.display(), "listening on {addr}");
+    let served = axum::serve(LimitedListener::new(listener, max_connections), app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining connections");
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let storage = state.storage.clone();
+    tokio::task::spawn_blocking(move || storage.close()).await?;
+    tracing::info!("storage closed cleanly");
+    served?;
+    Ok(())
+}
