@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod history;
 pub mod keymodel;
 pub mod linearizability;
 pub mod rng;
