@@ -8,6 +8,7 @@
 //! max_maps = 10000                 # maps created on first write beyond the configured ones
 //! plan_ttl = "1h"                  # default lifetime of a delete plan
 //! watch_keepalive = "15s"          # SSE keep-alive comment interval
+//! journal_capacity = 1000000       # audit records held in memory (restore, watch, audit)
 //!
 //! [maps.orders]
 //! retention = "7d"
@@ -52,6 +53,9 @@ pub struct ServerSettings {
     pub plan_ttl: Duration,
     /// Interval of SSE keep-alive comments (default 15 s).
     pub watch_keepalive: Duration,
+    /// Audit records held in memory for audit queries, restore and watch
+    /// (default 1 000 000); older ones stay on disk until retention prunes them.
+    pub journal_capacity: usize,
 }
 
 impl Default for ServerSettings {
@@ -63,6 +67,7 @@ impl Default for ServerSettings {
             max_maps: 10_000,
             plan_ttl: DEFAULT_PLAN_TTL,
             watch_keepalive: Duration::from_secs(15),
+            journal_capacity: 1_000_000,
         }
     }
 }
@@ -175,6 +180,9 @@ impl Config {
             }
             if let Some(v) = s.max_connections {
                 server.max_connections = v.max(1);
+            }
+            if let Some(v) = s.journal_capacity {
+                server.journal_capacity = v.max(1);
             }
             if let Some(v) = s.max_maps {
                 server.max_maps = v;
@@ -336,6 +344,7 @@ struct RawServer {
     max_list_limit: Option<usize>,
     max_connections: Option<usize>,
     max_maps: Option<usize>,
+    journal_capacity: Option<usize>,
     plan_ttl: Option<Spanned<String>>,
     watch_keepalive: Option<Spanned<String>>,
 }

@@ -150,6 +150,7 @@ impl Shared {
         let newest_loaded = records.last().map(|r| r.id);
         let builder = Journal::builder()
             .retention(retention)
+            .capacity(config.server.journal_capacity)
             .sink(sink as Arc<dyn JournalSink<String, Value>>);
         // The journal ignores loaded records at or below its start, so start it just
         // below the first record held, unless the newest records are not held at all.
