@@ -106,12 +106,7 @@ async fn streams_end_at_shutdown() {
     let stopping = tokio::spawn(s.stop());
     // The stream ends (None) rather than hanging the shutdown.
     let end = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match resp.chunk().await {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(_)) = resp.chunk().await {}
     })
     .await;
     assert!(end.is_ok(), "watch stream did not end at shutdown");
