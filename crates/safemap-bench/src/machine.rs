@@ -41,6 +41,8 @@ pub struct Machine {
     pub versions: Vec<(String, String)>,
     /// The command line that produced the figures.
     pub command: String,
+    /// `release` or `debug`: how this binary was compiled.
+    pub profile: String,
 }
 
 impl Machine {
@@ -77,6 +79,12 @@ impl Machine {
                 })
                 .collect(),
             command: format!("safemap-bench {}", args.join(" ")),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn hbars(
         .flat_map(|(_, vs)| vs.iter().flatten())
         .map(|v| tx(*v))
         .fold(0.0_f64, f64::max);
-    let hi = if max > 0.0 { max * 1.18 } else { 1.0 };
+    let hi = if max > 0.0 { max * 1.45 } else { 1.0 };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -135,7 +135,7 @@ pub fn hbars(
     if series.len() > 1 {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()

@@ -58,7 +58,7 @@ fn run_section(s: &mut String, m: &Machine) {
         "| machine | {} cores, {}, {} RAM, Linux {} |",
         m.cores, m.cpu, m.memory, m.kernel
     );
-    let _ = writeln!(s, "| toolchain | {} (release profile) |", m.rustc);
+    let _ = writeln!(s, "| toolchain | {} ({} build) |", m.rustc, m.profile);
     let _ = writeln!(s, "| crates | {} |", versions.join(", "));
     let _ = writeln!(s, "| hasher | {HASHER_POLICY} |");
     let _ = writeln!(s, "\n{SHARED_CPU_NOTE}\n");
@@ -98,7 +98,7 @@ fn headline(s: &mut String, r: &Results) {
             .max_by(|a, b| a.miss_rate.total_cmp(&b.miss_rate));
         lines.push(format!(
             "**Incident** (reads during refreshes): safemap {} reads/s, {:.3} % misses, p99.9 {} ns. \
-             safemap's read throughput relative to each peer: {}.{}",
+             Each peer's read throughput relative to safemap's (above 1: faster): {}.{}",
             si(base.reads_per_sec),
             base.miss_rate * 100.0,
             base.p999_ns,
@@ -135,7 +135,7 @@ fn headline(s: &mut String, r: &Results) {
                 })
                 .collect();
             lines.push(format!(
-                "**Mixes, {w}** at {t} threads: safemap {} ops/s; peers relative to it: {}.",
+                "**Mixes, {w}** at {t} threads: safemap {} ops/s; each peer relative to safemap: {}.",
                 si(base.ops_per_sec),
                 peers.join(", ")
             ));
