@@ -43,6 +43,9 @@ pub struct Machine {
     pub command: String,
     /// `release` or `debug`: how this binary was compiled.
     pub profile: String,
+    /// The git commit of the work tree the run was made from (short hash,
+    /// `+dirty` when it had uncommitted changes), or `unknown`.
+    pub commit: String,
 }
 
 impl Machine {
@@ -85,8 +88,32 @@ impl Machine {
                 "release"
             }
             .to_string(),
+            commit: git_commit().unwrap_or_else(|| "unknown".into()),
         }
     }
+}
+
+/// `git rev-parse --short HEAD` of the current directory, `+dirty` if the
+/// safemap crates have uncommitted changes.
+fn git_commit() -> Option<String> {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+    };
+    let head = run(&["rev-parse", "--short", "HEAD"])?.trim().to_string();
+    let dirty = run(&[
+        "status",
+        "--porcelain",
+        "--",
+        "crates/safemap",
+        "crates/safemap-bench",
+    ])
+    .is_some_and(|s| !s.trim().is_empty());
+    Some(if dirty { format!("{head}+dirty") } else { head })
 }
 
 /// The value of the first `key : value` line of a `/proc` file.

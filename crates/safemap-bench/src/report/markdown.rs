@@ -59,6 +59,7 @@ fn run_section(s: &mut String, m: &Machine) {
         m.cores, m.cpu, m.memory, m.kernel
     );
     let _ = writeln!(s, "| toolchain | {} ({} build) |", m.rustc, m.profile);
+    let _ = writeln!(s, "| safemap | commit {} |", m.commit);
     let _ = writeln!(s, "| crates | {} |", versions.join(", "));
     let _ = writeln!(s, "| hasher | {HASHER_POLICY} |");
     let _ = writeln!(s, "\n{SHARED_CPU_NOTE}\n");
@@ -227,7 +228,7 @@ fn incident_section(s: &mut String, r: &Results, charts: &[Chart], target: &Targ
     }
     let _ = writeln!(
         s,
-        "\nReads are uniform over the keys; one read in {} is timed (latencies include reading the clock, about 20 ns). \
+        "\nReads are uniform over the keys; one read in {} is timed (latencies include reading the clock; see above). \
          A miss is a read that found no value for a key the workload never meant to remove. \
          Ratios are each peer's figure divided by safemap's (above 1: the peer is faster). Hasher: {HASHER_POLICY}.\n",
         incident::SAMPLE_EVERY

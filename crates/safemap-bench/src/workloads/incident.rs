@@ -69,7 +69,8 @@ pub struct Row {
     pub reads_per_sec: f64,
     /// Share of reads that found no value.
     pub miss_rate: f64,
-    /// Median sampled read latency (includes the ~20 ns of reading the clock).
+    /// Median sampled read latency (includes the cost of reading the clock,
+    /// see [`clock_overhead_ns`]).
     pub p50_ns: u64,
     /// 99th percentile sampled read latency.
     pub p99_ns: u64,
@@ -79,6 +80,19 @@ pub struct Row {
     pub refreshes: u64,
     /// Mean duration of one refresh.
     pub refresh_mean_ms: f64,
+}
+
+/// The median cost of timing nothing (two clock reads), in nanoseconds: the
+/// floor under every sampled latency, stated next to the figures.
+pub fn clock_overhead_ns() -> u64 {
+    let mut samples: Vec<u64> = (0..20_000)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(());
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    Percentiles::of(&mut samples).p50
 }
 
 /// Every variant's run function, in report order.
