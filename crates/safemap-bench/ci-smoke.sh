@@ -30,8 +30,8 @@ expect_lines() { # file count what
 }
 
 "$bin" incident --keys 2000 --duration 200ms --pause-ms 2 --json --quiet > "$out/incident.jsonl"
-# 10 variants without the refresher, 9 with it (the single-thread ceiling has no refresh run).
-expect_lines "$out/incident.jsonl" 19 incident
+# 11 variants without the refresher, 10 with it (the single-thread ceiling has no refresh run).
+expect_lines "$out/incident.jsonl" 21 incident
 grep -q '"variant":"safemap","refresh":true' "$out/incident.jsonl"
 
 "$bin" mixes --threads 1,2 --ops 20000 --capacity-log2 12 --repeats 1 --json --quiet > "$out/mixes.jsonl"

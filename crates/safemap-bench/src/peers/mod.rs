@@ -3,7 +3,7 @@
 //!
 //! | variant | type | refresh in the incident |
 //! |---|---|---|
-//! | `safemap` | `safemap::SafeMap` (journal off unless the variant says so) | `refresh` (upsert in place) |
+//! | `safemap` / `safemap-journal` | `safemap::SafeMap`, `without_journal()` / default journal | `refresh` (upsert in place) |
 //! | `dashmap` / `dashmap-retain` | `dashmap::DashMap` | `insert` in place / `retain` then `insert` |
 //! | `papaya` / `papaya-remove-insert` | `papaya::HashMap` | `insert` in place / `remove` then `insert` |
 //! | `scc` | `scc::HashMap` | `upsert_sync` |
@@ -22,6 +22,44 @@ pub mod papaya;
 pub mod rwlock;
 pub mod safemap;
 pub mod scc;
+
+/// Each peer's configuration, as the report states it: the defaults its
+/// docs recommend, with the hasher set to [`Hasher`].
+pub const CONFIGURATIONS: [(&str, &str); 8] = [
+    (
+        "safemap",
+        "`SafeMap::builder().hasher(foldhash)`; `without_journal()` for `safemap`, the default journal (1M records) for \
+         `safemap-journal`; reads with `get` (copies the u64), removes with a `Reason`",
+    ),
+    (
+        "dashmap",
+        "`DashMap::with_hasher` (default shard count: 4 × cores, rounded up to a power of two)",
+    ),
+    (
+        "papaya",
+        "`HashMap::builder().hasher(..)` (default incremental resize); `pin()` per operation",
+    ),
+    (
+        "scc",
+        "`scc::HashMap::with_hasher`; `read_sync` for reads, `upsert_sync` for refreshes",
+    ),
+    (
+        "rwlock-hashmap",
+        "`std::sync::RwLock<std::collections::HashMap>`",
+    ),
+    (
+        "arcswap",
+        "`ArcSwap<HashMap>`, reads through `load()`, writes by clone + `store`",
+    ),
+    (
+        "moka",
+        "`moka::sync::Cache` with `max_capacity` = the key count (nothing evicted by the policy), no TTL",
+    ),
+    (
+        "hashbrown",
+        "`hashbrown::HashMap`, one thread, no lock (the ceiling)",
+    ),
+];
 
 /// The hasher every in-process peer is built with.
 pub type Hasher = foldhash::fast::RandomState;

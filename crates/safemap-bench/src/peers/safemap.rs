@@ -64,6 +64,28 @@ impl IncidentMap for Refresh {
     }
 }
 
+/// safemap with its default journal, refreshed with `refresh`: every
+/// refreshed key is an audit record (the journal keeps its default 1M).
+pub struct JournalRefresh(Map);
+
+impl IncidentMap for JournalRefresh {
+    const VARIANT: &'static str = "safemap-journal";
+    const STYLE: &'static str =
+        "`refresh` of the stale keys (upsert in place; default journal records every put)";
+    fn build(keys: u64) -> Self {
+        let m = journaled(0);
+        fill(&m, keys);
+        Self(m)
+    }
+    #[inline]
+    fn get(&self, key: u64) -> Option<u64> {
+        self.0.get(&key).map(|e| *e.value())
+    }
+    fn refresh(&self, batch: &RefreshBatch) {
+        let _ = self.0.refresh(batch.entries.iter().copied());
+    }
+}
+
 fn update(m: &Map, k: u64) -> bool {
     let current = m.pin().get(&k).map(|e| (e.revision(), *e.value()));
     match current {

@@ -63,6 +63,15 @@ fn run_section(s: &mut String, m: &Machine) {
     let _ = writeln!(s, "| crates | {} |", versions.join(", "));
     let _ = writeln!(s, "| hasher | {HASHER_POLICY} |");
     let _ = writeln!(s, "\n{SHARED_CPU_NOTE}\n");
+    let _ = writeln!(
+        s,
+        "Peers, each in its idiomatic configuration (maps are built empty unless a workload says otherwise):\n"
+    );
+    let _ = writeln!(s, "| variant | configuration |\n|---|---|");
+    for (name, config) in crate::peers::CONFIGURATIONS {
+        let _ = writeln!(s, "| {name} | {config} |");
+    }
+    let _ = writeln!(s);
 }
 
 fn chart_links(s: &mut String, charts: &[Chart], target: &Target, prefix: &str) {

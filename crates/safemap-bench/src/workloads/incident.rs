@@ -105,6 +105,7 @@ pub fn variants() -> Vec<(&'static str, &'static str, Runner)> {
     }
     vec![
         entry::<peers::safemap::Refresh>(),
+        entry::<peers::safemap::JournalRefresh>(),
         entry::<peers::dashmap::Upsert>(),
         entry::<peers::dashmap::Retain>(),
         entry::<peers::papaya::Upsert>(),

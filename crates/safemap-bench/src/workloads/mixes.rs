@@ -5,7 +5,8 @@
 //! The initial capacity is 2^20 here rather than conc-map-bench's 2^25, to
 //! fit a 2-core machine shared with others. Throughput is computed from
 //! bustle's `spent` (its own `throughput` field misreads tiny runs); each
-//! figure is the median of `repeats` runs.
+//! figure is the median of `repeats` runs after one discarded warm-up run
+//! at a quarter of the operations.
 
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +149,10 @@ pub fn run_one(
     w.initial_capacity_log2(cfg.capacity_log2)
         .prefill_fraction(prefill)
         .operations(cfg.ops as f64 / capacity);
+    // Warm-up: one discarded run at a quarter of the operations.
+    let mut warm = w;
+    warm.operations(cfg.ops as f64 / capacity / 4.0);
+    let _ = runner(&warm);
     let figures: Vec<f64> = (0..cfg.repeats.max(1))
         .map(|_| {
             let m = runner(&w);
