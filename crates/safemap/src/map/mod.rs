@@ -105,6 +105,21 @@ where
     /// Follows this map's writes from revision `from` (inclusive), or from the
     /// next write when `None`.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use safemap::{Op, SafeMap};
+    /// let map = SafeMap::new();
+    /// let first = map.insert("a", 1).revision();
+    /// let _ = map.remove("a", "expired").unwrap();
+    /// let mut changes = map.watch(Some(first)).unwrap();
+    /// let put = changes.try_next().unwrap().unwrap();
+    /// let delete = changes.try_next().unwrap().unwrap();
+    /// assert_eq!((put.op, put.value), (Op::Put, Some(1)));
+    /// assert_eq!((delete.op, delete.previous_value), (Op::Delete, Some(1)));
+    /// assert!(changes.try_next().unwrap().is_none());
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`WatchError::Compacted`] when records from `from` on were already
