@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "shuttle")]
+pub mod explore;
 pub mod history;
 pub mod keymodel;
 pub mod linearizability;
