@@ -173,6 +173,17 @@ pub async fn run(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    run_with_state(listener, opts, shutdown, None).await
+}
+
+/// As [`run`], and hands the server's state to `started` once it serves
+/// (tests use it to inject storage faults).
+pub async fn run_with_state(
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    started: Option<tokio::sync::oneshot::Sender<AppState>>,
+) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let max_connections = opts.config.server.max_connections;
@@ -188,6 +199,9 @@ pub async fn run(
     }
     crate::metrics::handle();
     let app = router(state.clone());
+    if let Some(tx) = started {
+        let _ = tx.send(state.clone());
+    }
     println!("listening on {addr}");
     tracing::info!(%addr, data_dir = %opts.data_dir.display(), "listening on {addr}");
     let served = axum::serve(LimitedListener::new(listener, max_connections), app)

@@ -108,6 +108,7 @@ struct Inner {
     durable: watch::Receiver<Durable>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    fail_next: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Storage {
@@ -150,7 +151,9 @@ impl Storage {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let (dtx, drx) = watch::channel(state);
+        let fail_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let w = writer::Writer {
+            fail_next: fail_next.clone(),
             db,
             rx,
             durable: dtx,
@@ -168,6 +171,7 @@ impl Storage {
                     durable: drx,
                     thread: Mutex::new(Some(thread)),
                     path,
+                    fail_next,
                 }),
             },
             rec,
@@ -308,6 +312,15 @@ impl Storage {
         rx.await.map_err(|_| "storage writer stopped".to_string())?
     }
 
+    /// Fault injection for tests: the next durable commit fails as an fsync
+    /// error would, which puts the storage in the failed state for good.
+    #[doc(hidden)]
+    pub fn inject_commit_failure(&self) {
+        self.inner
+            .fail_next
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -392,5 +405,48 @@ mod tests {
             }
         };
         assert!(r.unclean);
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_commit_is_never_acknowledged_and_sticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        let rec = |id: u64| StoredRecord {
+            id,
+            at_ms: now_ms(),
+            map: "m".into(),
+            key: format!("k{id}"),
+            op: StoredOp::Put,
+            revision: id,
+            previous_revision: None,
+            create_revision: id,
+            version: 1,
+            reason: None,
+            actor: None,
+            trace_id: None,
+            plan_id: None,
+            value: Some(serde_json::json!(id)),
+            previous_value: None,
+        };
+        s.enqueue(Box::new(rec(1)));
+        s.wait_durable(Target::AuditId(1)).await.unwrap();
+        s.inject_commit_failure();
+        s.enqueue(Box::new(rec(2)));
+        assert!(s.wait_durable(Target::AuditId(2)).await.is_err());
+        assert!(s.is_failed());
+        // Later writes are refused too, and nothing after the failure lands on disk.
+        s.enqueue(Box::new(rec(3)));
+        assert!(s.wait_durable(Target::AuditId(3)).await.is_err());
+        s.close();
+        drop(s);
+        let (_s, r) = Storage::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        assert_eq!(r.last_audit_id, 1);
+        assert_eq!(r.entries.len(), 1);
     }
 }

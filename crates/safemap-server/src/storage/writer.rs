@@ -66,6 +66,8 @@ pub(crate) struct Writer {
     pub durable: watch::Sender<Durable>,
     pub retention: Duration,
     pub state: Durable,
+    /// Fault injection (tests): the next commit fails as an fsync error would.
+    pub fail_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
@@ -143,6 +145,15 @@ impl Writer {
                 }
             }
             write_meta(&txn, &next, clean_close)?;
+            if self
+                .fail_next
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                txn.abort()?;
+                return Err(redb::Error::Io(std::io::Error::other(
+                    "injected fsync failure",
+                )));
+            }
             let started = Instant::now();
             txn.commit()?;
             metrics::histogram!("safemap_fsync_duration_seconds")

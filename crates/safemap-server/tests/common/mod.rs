@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response};
+use safemap_server::ServeOptions;
 use safemap_server::config::Config;
-use safemap_server::{ServeOptions, run};
+use safemap_server::server::run_with_state;
+use safemap_server::state::AppState;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -16,6 +18,7 @@ pub struct TestServer {
     pub admin: String,
     pub dir: PathBuf,
     pub http: reqwest::Client,
+    pub state: AppState,
     _tmp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -45,13 +48,20 @@ impl TestServer {
             data_dir: dir.to_path_buf(),
             config,
         };
+        let (stx, srx) = oneshot::channel();
         let task = tokio::spawn(async move {
-            run(listener, opts, async {
-                let _ = rx.await;
-            })
+            run_with_state(
+                listener,
+                opts,
+                async {
+                    let _ = rx.await;
+                },
+                Some(stx),
+            )
             .await
             .unwrap();
         });
+        let state = srx.await.unwrap();
         let url = format!("http://{addr}");
         let http = reqwest::Client::new();
         let token_path = dir.join("admin.token");
@@ -72,6 +82,7 @@ impl TestServer {
             admin,
             dir: dir.to_path_buf(),
             http,
+            state,
             _tmp: None,
             stop: Some(tx),
             task: Some(task),

@@ -1,0 +1,99 @@
+//! The `safemap` client subcommands against a live server, as an operator
+//! would use them (token from SAFEMAP_TOKEN).
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use std::process::Command;
+
+use common::TestServer;
+use serde_json::{Value, json};
+
+fn cli(s: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args(args)
+        .args(["--url", &s.url])
+        .env("SAFEMAP_TOKEN", &s.admin)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_of(out: &str) -> Value {
+    serde_json::from_str(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_round_trip() {
+    let s = TestServer::start().await;
+    let (code, out, _) = cli(&s, &["put", "orders", "o/1", r#"{"status":"open"}"#]);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&out)["revision"], 1);
+    let (code, out, _) = cli(&s, &["get", "orders", "o/1"]);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&out)["value"], json!({"status": "open"}));
+    let (code, _, err) = cli(&s, &["delete", "orders", "o/1", "--reason", ""]);
+    assert_eq!(code, 1);
+    assert!(err.contains("reason_required"), "{err}");
+    let (code, out, _) = cli(
+        &s,
+        &["delete", "orders", "o/1", "--reason", "customer asked"],
+    );
+    assert_eq!(code, 0);
+    let audit_id = json_of(&out)["audit_id"].as_u64().unwrap().to_string();
+    let (code, out, _) = cli(&s, &["audit", "--map", "orders"]);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&out)["records"].as_array().unwrap().len(), 2);
+    let (code, out, _) = cli(
+        &s,
+        &[
+            "restore",
+            "orders",
+            "--audit-id",
+            &audit_id,
+            "--reason",
+            "undo",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json_of(&out)["restored"][0]["key"], "o/1");
+    for i in 0..3 {
+        let _ = cli(&s, &["put", "orders", &format!("old-{i}"), "1"]);
+    }
+    let (code, out, _) = cli(&s, &["plan", "create", "orders", "--prefix", "old-"]);
+    assert_eq!(code, 0);
+    let plan = json_of(&out);
+    assert_eq!(plan["count"], 3);
+    let id = plan["plan_id"].as_str().unwrap();
+    let (code, _, err) = cli(
+        &s,
+        &[
+            "plan", "execute", "orders", id, "--count", "2", "--reason", "x",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("confirm_count_mismatch"), "{err}");
+    let (code, out, _) = cli(
+        &s,
+        &[
+            "plan", "execute", "orders", id, "--count", "3", "--reason", "x",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&out)["deleted"], 3);
+    let (code, out, _) = cli(&s, &["list", "orders"]);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&out)["items"].as_array().unwrap().len(), 1);
+    let (code, out, _) = cli(&s, &["token", "create", "ci", "--role", "read,write"]);
+    assert_eq!(code, 0);
+    assert!(json_of(&out)["token"].as_str().unwrap().starts_with("smp_"));
+    // Not reachable: exit code 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args(["get", "m", "k", "--url", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
