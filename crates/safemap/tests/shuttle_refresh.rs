@@ -1,0 +1,110 @@
+//! Model checking (shuttle) of `refresh`: a key being refreshed is never
+//! observably absent, and a refresh longer than one chunk (1024 entries per
+//! hold of the write lock) lets other writers in only between chunks.
+//!
+//! Run with `cargo test -p safemap --features shuttle --test shuttle_refresh`.
+//! Every schedule is explored (see `src/sync.rs` for what is modelled). A
+//! control shows the check has teeth: refreshing by remove-then-insert is
+//! caught missing.
+
+#![cfg(feature = "shuttle")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::explore::{Fixed, exhaustive};
+use safemap::{Reason, Revision, SafeMap};
+use shuttle::thread;
+
+type Map = SafeMap<u32, u32, Fixed>;
+
+fn preloaded(keys: u32) -> Arc<Map> {
+    let map = Arc::new(SafeMap::builder().hasher(Fixed::default()).build());
+    for k in 0..keys {
+        let _ = map.insert(k, 0);
+    }
+    map
+}
+
+/// A reader polling keys 0..3 while `refresher` runs: every read finds the
+/// key, and no key's revision goes backwards for the reader.
+fn readers_never_miss(refresher: impl Fn(&Map) + Send + Sync + 'static) {
+    let refresher = Arc::new(refresher);
+    exhaustive(None, move || {
+        let map = preloaded(3);
+        let a = Arc::clone(&map);
+        let refresher = Arc::clone(&refresher);
+        let writer = thread::spawn(move || refresher(&a));
+        let b = Arc::clone(&map);
+        let reader = thread::spawn(move || {
+            let mut last = [Revision::ZERO; 3];
+            for _ in 0..3 {
+                for k in 0..3u32 {
+                    let entry = b.get(&k);
+                    let entry = entry.unwrap_or_else(|| panic!("key {k} missed during a refresh"));
+                    assert!(entry.revision() >= last[k as usize], "revision went back");
+                    last[k as usize] = entry.revision();
+                    thread::yield_now();
+                }
+            }
+        });
+        writer.join().unwrap();
+        reader.join().unwrap();
+    });
+}
+
+#[test]
+fn a_key_being_refreshed_is_never_absent() {
+    readers_never_miss(|map| {
+        for round in 1..=2 {
+            let revisions = map.refresh((0..3).map(|k| (k, round)));
+            assert_eq!(revisions.len(), 3);
+        }
+    });
+}
+
+/// Control: refreshing by removing and re-inserting (what `sync.Map` users
+/// did) opens a miss window, and the same check finds it.
+#[test]
+fn the_check_catches_refresh_by_remove_then_insert() {
+    let caught = std::panic::catch_unwind(|| {
+        readers_never_miss(|map| {
+            for k in 0..3 {
+                let _ = map.remove(&k, Reason::new("stale"));
+                let _ = map.insert(k, 1);
+            }
+        })
+    });
+    assert!(caught.is_err(), "the miss window went unnoticed");
+}
+
+/// 1100 entries take two holds of the write lock (1024 + 76). A concurrent
+/// writer may land between them, never inside one; the refresh's revisions
+/// increase in input order; its last word on each key stands unless the other
+/// writer wrote that key later.
+#[test]
+fn a_refresh_longer_than_a_chunk_lets_writers_in_only_between_chunks() {
+    exhaustive(None, || {
+        let map = preloaded(0);
+        let a = Arc::clone(&map);
+        let refresher = thread::spawn(move || a.refresh((0..1100).map(|k| (k, 1))));
+        let b = Arc::clone(&map);
+        let writer = thread::spawn(move || b.insert(5000, 2).revision());
+        let revisions = refresher.join().unwrap();
+        let other = writer.join().unwrap();
+        assert_eq!(revisions.len(), 1100);
+        let contiguous =
+            |chunk: &[Revision]| chunk.windows(2).all(|w| w[1].get() == w[0].get() + 1);
+        assert!(contiguous(&revisions[..1024]), "first chunk interleaved");
+        assert!(contiguous(&revisions[1024..]), "second chunk interleaved");
+        assert!(revisions.windows(2).all(|w| w[0] < w[1]));
+        assert!(!revisions.contains(&other));
+        let between = other > revisions[1023] && other < revisions[1024];
+        let outside = other < revisions[0] || other > revisions[1099];
+        assert!(between || outside, "writer at {other} inside a chunk");
+        assert_eq!(map.len(), 1101);
+        assert_eq!(map.current_revision().get(), 1101);
+    });
+}
