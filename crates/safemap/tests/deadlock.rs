@@ -24,6 +24,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -43,9 +44,12 @@ fn watchdog(name: &'static str) -> Watchdog {
     let (done, wait) = mpsc::channel::<()>();
     let thread = thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
-            eprintln!(
-                "DEADLOCK: test `{name}` did not finish within {limit:?}; ending the process"
+            // Straight to the process's stderr: the test harness captures
+            // `eprintln!`, and its capture is lost when the process exits.
+            let message = format!(
+                "DEADLOCK: test `{name}` did not finish within {limit:?}; ending the process\n"
             );
+            let _ = std::io::stderr().write_all(message.as_bytes());
             std::process::exit(3);
         }
     });
