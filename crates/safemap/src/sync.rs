@@ -9,9 +9,10 @@
 //!   protocol: the journal's write lock, the breaker, the plan book, and the
 //!   code between them. A feature rather than a `cfg` so that no `RUSTFLAGS`
 //!   rebuild is needed; it is meant only for those tests (`cargo test
-//!   --features shuttle --test 'shuttle_*'`): with it, the map's locks work only
-//!   inside a shuttle execution (`shuttle::check_*`), so never enable it in a
-//!   build that serves.
+//!   --features shuttle --test 'shuttle_*'`). A lock made outside a shuttle
+//!   execution (`shuttle::check_*`) is still parking_lot's, so the other tests
+//!   pass with the feature on too; still, never enable it in a build that
+//!   serves (every lock pays a branch).
 //!
 //! What is *not* modelled: the table's internals. papaya (and its reclaimer,
 //! seize) keep real atomics; they are not ours to model, and they contain no
@@ -31,25 +32,62 @@ pub(crate) use model::{Mutex, MutexGuard};
 
 #[cfg(feature = "shuttle")]
 mod model {
+    use std::ops::{Deref, DerefMut};
     use std::sync::PoisonError;
 
-    pub(crate) use shuttle::sync::MutexGuard;
+    /// shuttle's mutex behind parking_lot's API (`lock()` returns the guard)
+    /// when made inside a shuttle execution; parking_lot's otherwise, so that
+    /// a build with every feature on still works outside shuttle tests.
+    pub(crate) enum Mutex<T> {
+        Model(shuttle::sync::Mutex<T>),
+        Real(parking_lot::Mutex<T>),
+    }
 
-    /// shuttle's mutex behind parking_lot's API: `lock()` returns the guard.
-    pub(crate) struct Mutex<T: ?Sized>(shuttle::sync::Mutex<T>);
+    /// The guard of either kind of [`Mutex`].
+    pub(crate) enum MutexGuard<'a, T> {
+        Model(shuttle::sync::MutexGuard<'a, T>),
+        Real(parking_lot::MutexGuard<'a, T>),
+    }
 
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Self {
-            Mutex(shuttle::sync::Mutex::new(value))
+            if shuttle::current::try_get_current_task().is_some() {
+                Mutex::Model(shuttle::sync::Mutex::new(value))
+            } else {
+                Mutex::Real(parking_lot::Mutex::new(value))
+            }
         }
-    }
 
-    impl<T: ?Sized> Mutex<T> {
         /// Locks, switching to another modelled thread first if the scheduler
         /// says so. A poisoned lock (a panic under it, which fails the shuttle
         /// test anyway) is taken as parking_lot would: as if not poisoned.
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+            match self {
+                Mutex::Model(m) => {
+                    MutexGuard::Model(m.lock().unwrap_or_else(PoisonError::into_inner))
+                }
+                Mutex::Real(m) => MutexGuard::Real(m.lock()),
+            }
+        }
+    }
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+
+        fn deref(&self) -> &T {
+            match self {
+                MutexGuard::Model(g) => g,
+                MutexGuard::Real(g) => g,
+            }
+        }
+    }
+
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            match self {
+                MutexGuard::Model(g) => g,
+                MutexGuard::Real(g) => g,
+            }
         }
     }
 }

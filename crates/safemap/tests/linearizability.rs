@@ -15,7 +15,8 @@
 //!   smaller revision);
 //! * `current_revision()` is at least the revision of every write that
 //!   returned before it was called, and below that of every write that began
-//!   after it returned;
+//!   after it returned, and never less than a read that returned before it
+//!   began (the counter never goes backwards);
 //! * the journal holds exactly one record per successful write, with its key
 //!   and revision, in revision order.
 //!

@@ -284,6 +284,15 @@ pub fn verify<S: BuildHasher>(
             }
         }
     }
+    // The counter never goes backwards: a read that began after another
+    // returned sees at least as much.
+    for &(_, ret, first) in &reads {
+        for &(call, _, second) in &reads {
+            if ret < call && second < first {
+                return fail(format!("current_revision went back from {first} to {second}"));
+            }
+        }
+    }
     // One record per successful write, in revision order.
     let journal = map.journal().unwrap();
     let records = journal.query(&Default::default());
