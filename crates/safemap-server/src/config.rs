@@ -9,6 +9,8 @@
 //! plan_ttl = "1h"                  # default lifetime of a delete plan
 //! watch_keepalive = "15s"          # SSE keep-alive comment interval
 //! journal_capacity = 1000000       # audit records held in memory (restore, watch, audit)
+//! tls_cert = "/etc/safemap/cert.pem"  # serve HTTPS (rustls) when both are set
+//! tls_key = "/etc/safemap/key.pem"
 //!
 //! [maps.orders]
 //! retention = "7d"
@@ -56,6 +58,8 @@ pub struct ServerSettings {
     /// Audit records held in memory for audit queries, restore and watch
     /// (default 1 000 000); older ones stay on disk until retention prunes them.
     pub journal_capacity: usize,
+    /// PEM certificate chain and private key: serve TLS when set.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +72,7 @@ impl Default for ServerSettings {
             plan_ttl: DEFAULT_PLAN_TTL,
             watch_keepalive: Duration::from_secs(15),
             journal_capacity: 1_000_000,
+            tls: None,
         }
     }
 }
@@ -180,6 +185,28 @@ impl Config {
             }
             if let Some(v) = s.max_connections {
                 server.max_connections = v.max(1);
+            }
+            match (s.tls_cert, s.tls_key) {
+                (None, None) => {}
+                (Some(c), Some(k)) => {
+                    // Relative paths are relative to the configuration file.
+                    let base = file.parent().unwrap_or(Path::new("."));
+                    server.tls = Some((base.join(c.into_inner()), base.join(k.into_inner())));
+                }
+                (Some(c), None) => {
+                    return Err(err(
+                        c.span(),
+                        "server.tls_key".into(),
+                        "tls_cert is set but tls_key is missing".into(),
+                    ));
+                }
+                (None, Some(k)) => {
+                    return Err(err(
+                        k.span(),
+                        "server.tls_cert".into(),
+                        "tls_key is set but tls_cert is missing".into(),
+                    ));
+                }
             }
             if let Some(v) = s.journal_capacity {
                 server.journal_capacity = v.max(1);
@@ -345,6 +372,8 @@ struct RawServer {
     max_connections: Option<usize>,
     max_maps: Option<usize>,
     journal_capacity: Option<usize>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
     plan_ttl: Option<Spanned<String>>,
     watch_keepalive: Option<Spanned<String>>,
 }

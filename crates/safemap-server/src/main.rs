@@ -48,6 +48,12 @@ struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "SAFEMAP_CONFIG")]
     config: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key; overrides the config file).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "SAFEMAP_LOG_FORMAT", value_enum, default_value = "pretty")]
     log_format: LogFormat,
@@ -106,7 +112,7 @@ fn main() {
 }
 
 async fn serve(args: ServeArgs) -> i32 {
-    let config = match &args.config {
+    let mut config = match &args.config {
         None => Config::default(),
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -117,6 +123,9 @@ async fn serve(args: ServeArgs) -> i32 {
             }
         },
     };
+    if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
+        config.server.tls = Some((c, k));
+    }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -187,6 +187,18 @@ pub async fn run_with_state(
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let max_connections = opts.config.server.max_connections;
+    let listener = match &opts.config.server.tls {
+        None => LimitedListener::new(listener, max_connections)?,
+        Some((cert, key)) => {
+            let acceptor = crate::limits::tls_acceptor(cert, key)?;
+            LimitedListener::tls(listener, max_connections, acceptor)?
+        }
+    };
+    let scheme = if opts.config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let data_dir = opts.data_dir.clone();
     let shared = tokio::task::spawn_blocking(move || {
         Shared::open(&data_dir, opts.config, addr.ip().is_loopback(), stop_rx)
@@ -203,8 +215,8 @@ pub async fn run_with_state(
         let _ = tx.send(state.clone());
     }
     println!("listening on {addr}");
-    tracing::info!(%addr, data_dir = %opts.data_dir.display(), "listening on {addr}");
-    let served = axum::serve(LimitedListener::new(listener, max_connections), app)
+    tracing::info!(%addr, scheme, data_dir = %opts.data_dir.display(), "listening on {addr}");
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: draining connections");
