@@ -18,7 +18,8 @@
 //!   after it returned, and never less than a read that returned before it
 //!   began (the counter never goes backwards);
 //! * the journal holds exactly one record per successful write, with its key
-//!   and revision, in revision order.
+//!   and revision, in revision order, and its sink was handed every record
+//!   once, in id order, without gaps.
 //!
 //! CI: at least 3000 rounds of 3 threads × 6 operations (plus up to 3
 //! set-up operations, so up to 21 a history), continuing (up to 30 000) until
@@ -32,25 +33,54 @@
 
 mod common;
 
-use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 
 use common::history::{Actor, Call, concurrent, setup, stamp, verify, with_rule};
 use common::keymodel::{KeyOp, KeySpec, KeyState};
 use common::linearizability::selftest::{RegOp, Register};
 use common::linearizability::{Timed, check};
 use common::rng::run_seed;
-use safemap::{Expect, SafeMap};
+use safemap::{AuditRecord, Expect, Journal, JournalSink, SafeMap};
 
 type Map = SafeMap<u32, u32>;
 
-fn new_map() -> Map {
-    with_rule(SafeMap::builder()).build()
+/// A journal sink that keeps (id, revision) of every record it is handed.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(u64, u64)>>);
+
+impl JournalSink<u32, u32> for Recorder {
+    fn append(&self, record: &Arc<AuditRecord<u32, u32>>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((record.id.get(), record.revision.get()));
+    }
+}
+
+fn new_map(sink: Arc<Recorder>) -> Map {
+    let journal = Journal::builder().sink(sink).build();
+    with_rule(SafeMap::builder()).journal(journal).build()
+}
+
+/// The sink saw every record once, in id order, without gaps, revisions rising.
+fn verify_sink(map: &Map, sink: &Recorder) -> Result<(), String> {
+    let seen = sink.0.lock().unwrap();
+    let ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    let held = map.journal().unwrap().len() as u64;
+    if !ids.iter().copied().eq(1..=held) {
+        return Err(format!("sink saw ids {ids:?}, journal holds 1..={held}"));
+    }
+    if !seen.windows(2).all(|w| w[0].1 < w[1].1) {
+        return Err(format!("sink saw revisions out of order: {seen:?}"));
+    }
+    Ok(())
 }
 
 /// One round: a history on a fresh map, returned with the map.
 fn run_round(seed: u64, threads: usize, ops: usize) -> (Map, Vec<Timed<Call>>) {
-    let map = new_map();
+    let sink = Arc::new(Recorder::default());
+    let map = new_map(Arc::clone(&sink));
     let clock = AtomicU64::new(0);
     let tick = || clock.fetch_add(1, Ordering::SeqCst);
     let mut history = setup(&map, &mut Actor::new(0, seed), &tick);
@@ -69,6 +99,9 @@ fn run_round(seed: u64, threads: usize, ops: usize) -> (Map, Vec<Timed<Call>>) {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     history.extend(recorded.into_iter().flatten());
+    if let Err(message) = verify_sink(&map, &sink) {
+        panic!("seed {seed}: {message}");
+    }
     (map, history)
 }
 
@@ -165,7 +198,7 @@ fn the_harness_catches_a_check_then_act_compare_and_swap() {
     let seed = run_seed();
     let rounds = 20_000;
     for round in 0..rounds {
-        let map = new_map();
+        let map = new_map(Arc::default());
         let clock = AtomicU64::new(0);
         let first = map.insert(0, 1).revision();
         let start = Barrier::new(2);
