@@ -97,3 +97,37 @@ async fn client_round_trip() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn serve_refuses_a_bad_config_naming_file_line_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("safemap.toml");
+    std::fs::write(
+        &cfg,
+        "[maps.orders]\nretention = \"7d\"\n\n[[maps.orders.deny_delete]]\nname = \"archived\"\npointer = \"status\"\nequals = \"archived\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(tmp.path().join("d"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("safemap.toml:6:"), "{err}");
+    assert!(err.contains("maps.orders.deny_delete[0].pointer"), "{err}");
+    std::fs::write(&cfg, "[maps.orders]\nretention = \"7d\"\nbreaker = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("safemap.toml:3:") && err.contains("breaker"),
+        "{err}"
+    );
+}
