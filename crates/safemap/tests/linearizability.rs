@@ -148,15 +148,18 @@ fn rounds(min: usize, want: usize, max: usize, threads: usize, ops: usize) {
         done += 1;
     }
     eprintln!("{done} histories checked, {overlapping} with overlapping operations");
+    // Under Miri (a handful of rounds, to check memory safety) overlap is not the point.
     assert!(
-        overlapping >= 20,
+        cfg!(miri) || overlapping >= 20,
         "only {overlapping} of {done} histories had overlapping operations: the machine is too busy for this test to prove anything"
     );
 }
 
 #[test]
 fn concurrent_histories_are_linearizable_and_revisions_follow_real_time() {
-    if common::long_run() {
+    if cfg!(miri) {
+        rounds(20, 0, 20, 3, 6);
+    } else if common::long_run() {
         rounds(100_000, 50_000, 1_000_000, 4, 8);
     } else {
         rounds(3000, 1500, 30_000, 3, 6);
@@ -194,6 +197,7 @@ fn the_checker_rejects_a_stale_read_and_accepts_overlap() {
 /// public API and run through the same harness, the checker catches it: the
 /// proof would catch the library if its conditional writes were not atomic.
 #[test]
+#[cfg_attr(miri, ignore = "a control of the harness, not of memory safety")]
 fn the_harness_catches_a_check_then_act_compare_and_swap() {
     let seed = run_seed();
     let rounds = 20_000;

@@ -16,7 +16,19 @@ pub fn long_run() -> bool {
     std::env::var("SAFEMAP_PROOF_LONG").is_ok_and(|v| v == "1")
 }
 
-/// `ci` normally, `long` when [`long_run`].
+/// `ci` normally, `long` when [`long_run`], a hundredth of `ci` under Miri
+/// (which runs about a thousand times slower).
 pub fn scaled(ci: usize, long: usize) -> usize {
-    if long_run() { long } else { ci }
+    sized(ci, long, (ci / 100).max(1))
+}
+
+/// `ci` normally, `long` when [`long_run`], `miri` under Miri.
+pub fn sized(ci: usize, long: usize, miri: usize) -> usize {
+    if cfg!(miri) {
+        miri
+    } else if long_run() {
+        long
+    } else {
+        ci
+    }
 }
