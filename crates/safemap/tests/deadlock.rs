@@ -10,6 +10,8 @@
 //!   insert enough to force several resizes, replace values in place, and
 //!   remove other keys; no key is yielded twice.
 //!
+//! * A watcher blocked in `next_blocking` is always woken by the next write.
+//!
 //! A watchdog thread ends the process with a message if a test does not
 //! finish in time (60 s; the tests take about a second), so a deadlock fails
 //! CI instead of hanging it.
@@ -308,4 +310,37 @@ fn keys_present_for_a_whole_iteration_are_yielded_exactly_once_during_resizes() 
         cfg!(miri) || crossed > 0,
         "no iteration overlapped a resize of the table"
     );
+}
+
+/// A watcher blocked in `next_blocking` is always woken by the next write: in
+/// a ping-pong (one write, then wait for the watcher to report it), a lost
+/// wake-up would show as a call that lasted its whole time-out.
+#[test]
+fn a_blocked_watcher_is_always_woken_by_the_next_write() {
+    let _dog = watchdog("watcher wake-ups");
+    let rounds = common::sized(500, 20_000, 10) as u64;
+    let timeout = Duration::from_secs(5);
+    let map: SafeMap<u64, u64> = SafeMap::new();
+    let mut watcher = map.watch(None).unwrap();
+    let (ack, acked) = mpsc::channel::<u64>();
+    thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..rounds {
+                let started = std::time::Instant::now();
+                let event = watcher.next_blocking(timeout).unwrap();
+                let waited = started.elapsed();
+                let event = event.unwrap_or_else(|| panic!("write {i} never arrived"));
+                assert!(
+                    waited < timeout,
+                    "lost wake-up: write {i} (revision {}) was seen only after the {timeout:?} time-out",
+                    event.revision
+                );
+                ack.send(event.revision.get()).unwrap();
+            }
+        });
+        for i in 0..rounds {
+            let revision = map.insert(i % 7, i).revision().get();
+            assert_eq!(acked.recv().unwrap(), revision);
+        }
+    });
 }
