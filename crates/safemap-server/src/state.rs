@@ -273,7 +273,7 @@ impl Shared {
         }
         if maps.len() >= self.config.server.max_maps {
             return Err(ApiError::new(
-                axum::http::StatusCode::INSUFFICIENT_STORAGE,
+                axum::http::StatusCode::CONFLICT,
                 "too_many_maps",
                 format!(
                     "the server holds its limit of {} maps (server.max_maps)",

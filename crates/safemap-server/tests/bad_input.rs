@@ -290,3 +290,13 @@ fn random_requests_never_5xx_and_never_change_state() {
     assert_eq!(after.1, before.1);
     drop(s);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn map_count_is_bounded_with_a_4xx() {
+    let s = TestServer::start_with("[server]\nmax_maps = 2\n").await;
+    assert_eq!(s.put("a", "k", json!(1)).await.status(), 201);
+    assert_eq!(s.put("b", "k", json!(1)).await.status(), 201);
+    let (st, v) = sj(s.put("c", "k", json!(1)).await).await;
+    assert_eq!((st, code(&v)), (409, "too_many_maps"));
+    assert_eq!(s.put("a", "k2", json!(1)).await.status(), 201);
+}

@@ -73,8 +73,10 @@ async fn plan_then_execute_with_confirmation() {
     // Refusals leave the plan usable: no reason, no count, wrong count.
     let (st, v) = execute(&s, &id, Some("27"), None).await;
     assert_eq!((st, code(&v)), (400, "reason_required"));
-    let (st, _) = execute(&s, &id, None, Some("cleanup")).await;
-    assert_eq!(st, 400);
+    let (st, v) = execute(&s, &id, None, Some("cleanup")).await;
+    assert_eq!((st, code(&v)), (412, "confirm_count_mismatch"));
+    let (st, v) = execute(&s, &id, Some("many"), Some("cleanup")).await;
+    assert_eq!((st, code(&v)), (400, "invalid_header"));
     let (st, v) = execute(&s, &id, Some("26"), Some("cleanup")).await;
     assert_eq!((st, code(&v)), (412, "confirm_count_mismatch"));
     // A key changed since the plan is skipped and reported.

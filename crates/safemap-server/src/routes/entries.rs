@@ -196,13 +196,15 @@ pub async fn delete_entry(
     let removed = result.map_err(|e| delete_error(e, &map, &key))?;
     st.durable(durable_target(removed.audit_id(), removed.revision()))
         .await?;
-    Ok(Json(json!({
+    let mut resp = Json(json!({
         "key": key,
         "revision": removed.revision().get(),
         "audit_id": removed.audit_id().map(|a| a.get()),
         "previous": {"value": removed.value(), "revision": removed.previous_revision().get()},
     }))
-    .into_response())
+    .into_response();
+    set_etag(&mut resp, removed.revision());
+    Ok(resp)
 }
 
 /// Maps a library delete error to the API error.

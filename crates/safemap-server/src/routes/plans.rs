@@ -116,25 +116,26 @@ pub async fn execute_plan(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let text = reason(&headers, true)?;
-    let count = match header_str(&headers, "x-confirm-count")? {
-        None => {
-            return Err(ApiError::bad_request(
-                "invalid_header",
-                "X-Confirm-Count is required: the plan's count, to confirm",
-            )
-            .with_details(json!({"header": "X-Confirm-Count"})));
-        }
-        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+    // A missing X-Confirm-Count cannot equal the plan's count: it is answered
+    // 412 confirm_count_mismatch (after 404/410, as the library orders them),
+    // while a malformed one is a 400.
+    let count: Option<usize> = match header_str(&headers, "x-confirm-count")? {
+        None => None,
+        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
             ApiError::bad_request("invalid_header", "X-Confirm-Count must be an integer")
                 .with_details(json!({"header": "X-Confirm-Count"}))
-        })?,
+        })?),
     };
     let raw = param(&params, "plan_id")?;
     let m = st.map(&map).ok_or_else(|| no_map(&map))?;
     let plan: PlanId = raw.parse().map_err(|_| no_plan(&raw))?;
     st.check_writable()?;
     let report = m
-        .execute(plan, count, reason_of(text, &a.0, &trace))
+        .execute(
+            plan,
+            count.unwrap_or(usize::MAX),
+            reason_of(text, &a.0, &trace),
+        )
         .map_err(|e| match e {
             ExecuteError::NotFound => no_plan(&raw),
             ExecuteError::Gone => ApiError::new(
@@ -143,12 +144,19 @@ pub async fn execute_plan(
                 "the plan expired or was already executed; plan again",
             )
             .with_details(json!({"plan_id": raw})),
-            ExecuteError::ConfirmCountMismatch { expected, got } => ApiError::new(
+            ExecuteError::ConfirmCountMismatch { expected, .. } => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "confirm_count_mismatch",
-                format!("X-Confirm-Count is {got} but the plan deletes {expected} keys"),
+                match count {
+                    Some(got) => {
+                        format!("X-Confirm-Count is {got} but the plan deletes {expected} keys")
+                    }
+                    None => format!(
+                        "X-Confirm-Count is required and must equal the plan's count ({expected})"
+                    ),
+                },
             )
-            .with_details(json!({"expected": expected, "got": got})),
+            .with_details(json!({"expected": expected, "got": count})),
             ExecuteError::ReasonRequired => {
                 ApiError::bad_request("reason_required", "X-Reason is required")
             }
