@@ -348,18 +348,9 @@ impl<K, V> Journal<K, V> {
             shared,
             appended: false,
         };
-        let result = write(&mut lock);
-        // Release: pairs with the Acquire load in `current_revision`; every table
-        // change of this write happened before this store.
-        shared
-            .last_revision
-            .store(lock.state.last_revision, Ordering::Release);
-        let appended = lock.appended;
-        drop(lock);
-        if appended {
-            shared.appended.notify(usize::MAX);
-        }
-        result
+        // Dropping `lock` publishes the revision and wakes watchers, also when
+        // `write` unwinds (see `impl Drop for WriteLock`).
+        write(&mut lock)
     }
 
     /// A listener that fires after the next write that appends records.
@@ -421,6 +412,23 @@ pub(crate) struct WriteLock<'a, K, V> {
     state: MutexGuard<'a, State<K, V>>,
     shared: &'a Shared<K, V>,
     appended: bool,
+}
+
+impl<K, V> Drop for WriteLock<'_, K, V> {
+    /// Ends a write, on success or unwind alike (a deny rule may panic part-way
+    /// through a plan execution, after earlier removals were published): stores
+    /// the last revision drawn and wakes watchers if records were appended, then
+    /// the lock is released (fields drop after this body).
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire load in `current_revision`; every table
+        // change of this write happened before this store.
+        self.shared
+            .last_revision
+            .store(self.state.last_revision, Ordering::Release);
+        if self.appended {
+            self.shared.appended.notify(usize::MAX);
+        }
+    }
 }
 
 /// A record before the journal gives it an id and a time.
