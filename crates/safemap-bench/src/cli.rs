@@ -167,7 +167,7 @@ pub struct AllArgs {
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
     /// Length of each server phase.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub server_duration: Duration,
     /// The safemap server binary.
     #[arg(long)]

@@ -85,6 +85,11 @@ pub fn write(results: &Results, machine: &Machine, target: &Target) -> Result<Pa
         .map_err(|e| format!("cannot create {}: {e}", target.dir.display()))?;
     std::fs::create_dir_all(&target.charts)
         .map_err(|e| format!("cannot create {}: {e}", target.charts.display()))?;
+    // The raw figures first, so that a failure below loses nothing: `render` can redo the rest.
+    let raw = serde_json::to_string_pretty(&(machine, results)).map_err(|e| e.to_string())?;
+    let raw_path = target.charts.join("results.json");
+    std::fs::write(&raw_path, raw)
+        .map_err(|e| format!("cannot write {}: {e}", raw_path.display()))?;
     let charts = charts::draw_all(results, &target.charts)?;
     let notes = match &target.notes {
         Some(p) => Some(
@@ -96,11 +101,6 @@ pub fn write(results: &Results, machine: &Machine, target: &Target) -> Result<Pa
     let md = markdown::render(results, machine, &charts, target, notes.as_deref());
     let path = target.dir.join("BENCHMARKS.md");
     std::fs::write(&path, md).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    // Keep the raw figures beside the charts, for outside scripts and later comparison.
-    let raw = serde_json::to_string_pretty(&(machine, results)).map_err(|e| e.to_string())?;
-    let raw_path = target.charts.join("results.json");
-    std::fs::write(&raw_path, raw)
-        .map_err(|e| format!("cannot write {}: {e}", raw_path.display()))?;
     Ok(path)
 }
 
