@@ -8,7 +8,8 @@
 //! max_maps = 10000                 # maps created on first write beyond the configured ones
 //! plan_ttl = "1h"                  # default lifetime of a delete plan
 //! watch_keepalive = "15s"          # SSE keep-alive comment interval
-//! journal_capacity = 1000000       # audit records held in memory (restore, watch, audit)
+//! journal_capacity = 100000        # audit records held in memory (restore, watch, audit), ~1-2 KiB each
+//! storage_cache_bytes = 67108864   # redb page cache (64 MiB)
 //! tls_cert = "/etc/safemap/cert.pem"  # serve HTTPS (rustls) when both are set
 //! tls_key = "/etc/safemap/key.pem"
 //!
@@ -56,8 +57,12 @@ pub struct ServerSettings {
     /// Interval of SSE keep-alive comments (default 15 s).
     pub watch_keepalive: Duration,
     /// Audit records held in memory for audit queries, restore and watch
-    /// (default 1 000 000); older ones stay on disk until retention prunes them.
+    /// (default 100 000, about 1–2 KiB each with small values); older ones stay
+    /// on disk until retention prunes them, but are no longer queryable or
+    /// restorable.
     pub journal_capacity: usize,
+    /// redb page cache in bytes (default 64 MiB).
+    pub storage_cache_bytes: usize,
     /// PEM certificate chain and private key: serve TLS when set.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -71,7 +76,8 @@ impl Default for ServerSettings {
             max_maps: 10_000,
             plan_ttl: DEFAULT_PLAN_TTL,
             watch_keepalive: Duration::from_secs(15),
-            journal_capacity: 1_000_000,
+            journal_capacity: 100_000,
+            storage_cache_bytes: crate::storage::DEFAULT_CACHE_BYTES,
             tls: None,
         }
     }
@@ -207,6 +213,9 @@ impl Config {
                         "tls_key is set but tls_cert is missing".into(),
                     ));
                 }
+            }
+            if let Some(v) = s.storage_cache_bytes {
+                server.storage_cache_bytes = v;
             }
             if let Some(v) = s.journal_capacity {
                 server.journal_capacity = v.max(1);
@@ -372,6 +381,7 @@ struct RawServer {
     max_connections: Option<usize>,
     max_maps: Option<usize>,
     journal_capacity: Option<usize>,
+    storage_cache_bytes: Option<usize>,
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     plan_ttl: Option<Spanned<String>>,

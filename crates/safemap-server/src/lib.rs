@@ -26,6 +26,8 @@ pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod openapi;
+#[cfg(feature = "otlp")]
+pub mod otel;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -54,21 +54,71 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Export request spans to this OTLP/HTTP endpoint, e.g.
+    /// http://127.0.0.1:4318/v1/traces (needs the `otlp` cargo feature).
+    #[arg(long, env = "SAFEMAP_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, env = "SAFEMAP_LOG_FORMAT", value_enum, default_value = "pretty")]
     log_format: LogFormat,
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Pretty => b.init(),
-        LogFormat::Json => b.json().flatten_event(true).with_current_span(true).init(),
+/// What must be flushed at exit.
+struct Telemetry {
+    #[cfg(feature = "otlp")]
+    exporter: Option<safemap_server::otel::Exporter>,
+}
+
+impl Telemetry {
+    fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(e) = self.exporter {
+            e.shutdown();
+        }
     }
+}
+
+fn init_tracing(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Telemetry, String> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{Layer, Registry};
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt_layer: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(filter())
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed(),
+    };
+    #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
+    let mut layers = vec![fmt_layer];
+    #[cfg(feature = "otlp")]
+    let exporter = match otlp_endpoint {
+        None => None,
+        Some(endpoint) => {
+            let (layer, exporter) = safemap_server::otel::init::<Registry>(endpoint)?;
+            layers.push(layer.with_filter(filter()).boxed());
+            Some(exporter)
+        }
+    };
+    #[cfg(not(feature = "otlp"))]
+    if let Some(endpoint) = otlp_endpoint {
+        return Err(format!(
+            "--otlp-endpoint {endpoint}: this build has no OpenTelemetry export (build with --features otlp)"
+        ));
+    }
+    tracing_subscriber::registry().with(layers).init();
+    Ok(Telemetry {
+        #[cfg(feature = "otlp")]
+        exporter,
+    })
 }
 
 async fn shutdown_signal() {
@@ -102,10 +152,18 @@ fn main() {
         }
     };
     let code = match cli.cmd {
-        Cmd::Serve(args) => {
-            init_tracing(args.log_format);
-            rt.block_on(serve(args))
-        }
+        Cmd::Serve(args) => match init_tracing(args.log_format, args.otlp_endpoint.as_deref()) {
+            Ok(telemetry) => {
+                let code = rt.block_on(serve(args));
+                drop(rt);
+                telemetry.shutdown();
+                code
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
         Cmd::Client(cmd) => rt.block_on(safemap_server::cli::run(cli.conn, cmd)),
     };
     std::process::exit(code);

@@ -132,6 +132,8 @@ async fn observe(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let span = tracing::info_span!("request", trace_id = %ctx.trace_id, %method, route = %route);
     let trace_id = ctx.trace_id.clone();
+    #[cfg(feature = "otlp")]
+    crate::otel::link_span(&span, &ctx.trace_id, ctx.parent_id.as_deref());
     req.extensions_mut().insert(ctx);
     let started = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;

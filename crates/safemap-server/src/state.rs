@@ -136,7 +136,8 @@ impl Shared {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Shared, StorageError> {
         let retention = config.max_retention();
-        let (storage, rec) = Storage::open(data_dir, retention)?;
+        let (storage, rec) =
+            Storage::open_with(data_dir, retention, config.server.storage_cache_bytes)?;
         log_recovery(&rec, &storage);
         let Recovered {
             entries,

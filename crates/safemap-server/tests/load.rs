@@ -2,8 +2,8 @@
 //! durable PUTs and GETs for a few seconds (SAFEMAP_LOAD_SECS, default 3; at
 //! most 60) from SAFEMAP_LOAD_CLIENTS clients (default 32). It checks that
 //! /healthz answers quickly under load, that no request fails, that memory is
-//! flat once the key set is written (RSS at the end within 1.5× + 32 MiB of
-//! the RSS after warm-up), and prints the durable write throughput.
+//! flat once the key set is written and the journal (capacity 2000 here) has
+//! wrapped (RSS at the end within 1.5× + 32 MiB of the RSS after warm-up), and prints the durable write throughput.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+/// Journal capacity of the server under test.
+const JOURNAL: usize = 2000;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -37,9 +40,19 @@ async fn loopback_load_keeps_health_and_flat_memory() {
         .unwrap_or(32)
         .clamp(1, 512);
     let tmp = tempfile::tempdir().unwrap();
+    // A small journal and page cache, so the steady state (where memory must be
+    // flat) is reached within the warm-up.
+    let cfg = tmp.path().join("load.toml");
+    std::fs::write(
+        &cfg,
+        format!("[server]\njournal_capacity = {JOURNAL}\nstorage_cache_bytes = 16777216\n"),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_safemap"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(tmp.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -54,7 +67,7 @@ async fn loopback_load_keeps_health_and_flat_memory() {
     };
     std::thread::spawn(move || for _ in lines {});
     let url = format!("http://{addr}");
-    let token = std::fs::read_to_string(tmp.path().join("admin.token"))
+    let token = std::fs::read_to_string(tmp.path().join("data/admin.token"))
         .unwrap()
         .trim()
         .to_string();
@@ -91,8 +104,14 @@ async fn loopback_load_keeps_health_and_flat_memory() {
             }
         }));
     }
-    // Warm-up: a second, then the baseline memory.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Warm-up: until the journal has wrapped twice (at most 20 s), then the
+    // baseline memory.
+    let warm_start = Instant::now();
+    while puts.load(Ordering::Relaxed) < 2 * JOURNAL as u64
+        && warm_start.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let warm_rss = rss_kib(child.id());
     let warm_puts = puts.load(Ordering::Relaxed);
     let started = Instant::now();

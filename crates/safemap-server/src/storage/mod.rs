@@ -32,6 +32,9 @@ pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// Default redb page cache (64 MiB; redb's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "safemap.redb";
 
@@ -115,12 +118,22 @@ impl Storage {
     /// Opens (or creates) the database in `dir`, recovers it and starts the writer.
     /// Audit rows older than `retention` are not loaded.
     pub fn open(dir: &Path, retention: Duration) -> Result<(Storage, Recovered), StorageError> {
+        Self::open_with(dir, retention, DEFAULT_CACHE_BYTES)
+    }
+
+    /// As [`Storage::open`], with a page cache of `cache_bytes`.
+    pub fn open_with(
+        dir: &Path,
+        retention: Duration,
+        cache_bytes: usize,
+    ) -> Result<(Storage, Recovered), StorageError> {
         std::fs::create_dir_all(dir).map_err(se("creating the data directory"))?;
         let path = dir.join(DB_FILE);
         let fresh = !path.exists();
         let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = repaired.clone();
         let db = Database::builder()
+            .set_cache_size(cache_bytes)
             .set_repair_callback(move |s| {
                 if !flag.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     tracing::warn!(
