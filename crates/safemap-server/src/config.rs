@@ -465,6 +465,43 @@ equals = "archived"
         assert_eq!(e.line, 1);
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parser_never_panics_and_errors_point_into_the_file(text in "[\\[\\]a-z_.=\"0-9 {},\n/~-]{0,120}") {
+            match parse(&text) {
+                Ok(_) => {}
+                Err(e) => {
+                    let lines = text.lines().count().max(1);
+                    prop_assert!(e.line <= lines + 1, "{e} (text has {lines} lines)");
+                    prop_assert!(e.to_string().starts_with("safemap.toml:"));
+                }
+            }
+        }
+
+        #[test]
+        fn generated_policies_round_trip(
+            name in "[a-z0-9][a-z0-9_-]{0,20}",
+            days in 1u64..400,
+            max in 1usize..10_000,
+            per in 1u64..86_400,
+            rule in "[a-z]{1,10}",
+            pointer in "(/[a-z0-9]{1,6}){1,3}",
+            equals in any::<i64>(),
+        ) {
+            let text = format!(
+                "[maps.{name}]\nretention = \"{days}d\"\ndelete_breaker = {{ max_deletes = {max}, per_seconds = {per} }}\n\n[[maps.{name}.deny_delete]]\nname = \"{rule}\"\npointer = \"{pointer}\"\nequals = {equals}\n"
+            );
+            let c = parse(&text).unwrap();
+            let p = &c.maps[&name];
+            prop_assert_eq!(p.retention, Duration::from_secs(days * 86_400));
+            prop_assert_eq!(p.breaker, Some((max, Duration::from_secs(per))));
+            prop_assert_eq!(&p.deny[0].pointer, &pointer);
+            prop_assert_eq!(&p.deny[0].equals, &serde_json::json!(equals));
+        }
+    }
+
     #[test]
     fn pointers() {
         assert!(is_json_pointer(""));
