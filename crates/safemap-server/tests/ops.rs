@@ -134,6 +134,17 @@ async fn cpu_profiles() {
     assert!(svg.contains("<svg"), "{}", &svg[..svg.len().min(200)]);
     busy.store(false, Ordering::Relaxed);
     spinner.join().unwrap();
+    // An idle process still gets an image (saying there were no samples).
+    let r = s
+        .admin(
+            Method::GET,
+            "/debug/pprof/profile?seconds=1&format=flamegraph",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<svg"));
     for bad in ["seconds=0", "seconds=61", "seconds=x", "format=png"] {
         let (st, _) = sj(s
             .admin(Method::GET, &format!("/debug/pprof/profile?{bad}"))

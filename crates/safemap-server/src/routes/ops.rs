@@ -129,9 +129,20 @@ fn take_profile(d: Duration, flamegraph: bool) -> Result<(Vec<u8>, &'static str)
         .map_err(|e| format!("cannot build the profile: {e}"))?;
     if flamegraph {
         let mut svg = Vec::new();
-        report
-            .flamegraph(&mut svg)
-            .map_err(|e| format!("cannot draw the flamegraph: {e}"))?;
+        if report.data.is_empty() {
+            // inferno draws nothing for an empty profile: say so in the image.
+            svg.extend_from_slice(
+                format!(
+                    "<?xml version=\"1.0\" standalone=\"no\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"640\" height=\"40\"><text x=\"10\" y=\"25\" font-family=\"monospace\">no CPU samples in {} s: the process was idle</text></svg>\n",
+                    d.as_secs()
+                )
+                .as_bytes(),
+            );
+        } else {
+            report
+                .flamegraph(&mut svg)
+                .map_err(|e| format!("cannot draw the flamegraph: {e}"))?;
+        }
         Ok((svg, "image/svg+xml"))
     } else {
         use pprof::protos::Message;
