@@ -29,7 +29,7 @@ expect_lines() { # file count what
   echo "ci-smoke: $3 ok ($n lines)"
 }
 
-"$bin" incident --keys 2000 --duration 200ms --pause-ms 2 --json --quiet > "$out/incident.jsonl"
+"$bin" incident --keys 2000 --duration 200ms --pause-ms 2 --repeats 1 --json --quiet > "$out/incident.jsonl"
 # 11 variants without the refresher, 10 with it (the single-thread ceiling has no refresh run).
 expect_lines "$out/incident.jsonl" 21 incident
 grep -q '"variant":"safemap","refresh":true' "$out/incident.jsonl"

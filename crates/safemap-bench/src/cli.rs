@@ -90,6 +90,9 @@ pub struct IncidentArgs {
     /// Pause between refreshes, in milliseconds.
     #[arg(long, default_value_t = 10)]
     pub pause_ms: u64,
+    /// Rounds (all variants once per round); each figure is the median run.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
     /// Only these variants (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub variants: Vec<String>,
@@ -231,20 +234,22 @@ fn incident_cfg(a: &IncidentArgs) -> incident::Config {
         invalidate_pct: a.invalidate_pct,
         pause: Duration::from_millis(a.pause_ms),
         only: a.variants.clone(),
+        repeats: a.repeats.max(1),
     }
 }
 
 fn describe_incident(c: &incident::Config) -> String {
     format!(
         "{} keys (u64 → u64), {} reader thread(s), one refresher bringing {} % of the keys to a new value every {} ms; \
-         {:?} measured per run after a warm-up of {} reads per reader. Reading the clock twice costs {} ns here \
-         (the floor under every latency figure).",
+         {:?} measured per run after a warm-up of {} reads per reader; {} rounds with the variants interleaved, each row \
+         the run with the median read throughput. Reading the clock twice costs {} ns here (the floor under every latency figure).",
         c.keys,
         c.readers,
         c.invalidate_pct,
         c.pause.as_millis(),
         c.duration,
         incident::WARMUP_READS,
+        c.repeats,
         incident::clock_overhead_ns()
     )
 }
@@ -428,6 +433,7 @@ fn run_all(a: &AllArgs, p: &Progress, out: &Out, r: &mut Results) {
             },
             invalidate_pct: 30,
             pause_ms: 10,
+            repeats: if q { 1 } else { 3 },
             variants: Vec::new(),
         };
         run_incident(&args, p, out, r);

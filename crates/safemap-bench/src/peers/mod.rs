@@ -212,6 +212,68 @@ pub(crate) use bustle_table;
 mod tests {
     use super::*;
 
+    /// What a user of the adapter would check: prefilled values, then every
+    /// stale key at its new value and every other key untouched.
+    fn refresh_brings_stale_keys_to_new_values<M: IncidentMap>() {
+        let m = M::build(500);
+        assert_eq!(m.get(7), Some(value_of(7, 0)), "{}", M::VARIANT);
+        assert_eq!(m.get(500), None, "{}", M::VARIANT);
+        if !M::CONCURRENT {
+            return;
+        }
+        let batch = RefreshBatch::new(1, 30, 500);
+        m.refresh(&batch);
+        for k in 0..500 {
+            let want = if batch.is_stale(k) {
+                value_of(k, 1)
+            } else {
+                value_of(k, 0)
+            };
+            assert_eq!(m.get(k), Some(want), "{} key {k}", M::VARIANT);
+        }
+    }
+
+    #[test]
+    fn every_incident_adapter_refreshes_correctly() {
+        refresh_brings_stale_keys_to_new_values::<safemap::Refresh>();
+        refresh_brings_stale_keys_to_new_values::<safemap::JournalRefresh>();
+        refresh_brings_stale_keys_to_new_values::<dashmap::Upsert>();
+        refresh_brings_stale_keys_to_new_values::<dashmap::Retain>();
+        refresh_brings_stale_keys_to_new_values::<papaya::Upsert>();
+        refresh_brings_stale_keys_to_new_values::<papaya::RemoveInsert>();
+        refresh_brings_stale_keys_to_new_values::<scc::Upsert>();
+        refresh_brings_stale_keys_to_new_values::<rwlock::DeleteInsert>();
+        refresh_brings_stale_keys_to_new_values::<arcswap::RebuildSwap>();
+        refresh_brings_stale_keys_to_new_values::<moka::Upsert>();
+        refresh_brings_stale_keys_to_new_values::<hashbrown::Ceiling>();
+    }
+
+    fn memory_adapter_keeps_a_tenth<M: MemoryMap>() {
+        let mut m = M::build(1000);
+        assert_eq!(m.len(), 1000, "{}", M::VARIANT);
+        m.remove_where(1000, &|k| k % 10 != 0);
+        assert_eq!(m.len(), 100, "{}", M::VARIANT);
+        assert!(!m.is_empty());
+    }
+
+    #[test]
+    fn every_memory_adapter_removes_what_it_is_told() {
+        memory_adapter_keeps_a_tenth::<safemap::Memory>();
+        memory_adapter_keeps_a_tenth::<dashmap::Memory>();
+        memory_adapter_keeps_a_tenth::<papaya::Memory>();
+        memory_adapter_keeps_a_tenth::<scc::Memory>();
+        memory_adapter_keeps_a_tenth::<rwlock::Memory>();
+        memory_adapter_keeps_a_tenth::<arcswap::Memory>();
+        memory_adapter_keeps_a_tenth::<moka::Memory>();
+        memory_adapter_keeps_a_tenth::<hashbrown::Memory>();
+    }
+
+    #[test]
+    fn the_journaled_memory_variant_holds_deleted_entries() {
+        let m = safemap::JournalMemory::build(1000);
+        assert_eq!(m.len(), 1000);
+    }
+
     #[test]
     fn a_batch_holds_pct_of_the_keys_and_rounds_move_the_window() {
         let b1 = RefreshBatch::new(1, 30, 1000);

@@ -97,7 +97,7 @@ fn headline(s: &mut String, r: &Results) {
                 format!(
                     "{} {}",
                     x.variant,
-                    ratio(base.reads_per_sec, Some(x.reads_per_sec))
+                    ratio(x.reads_per_sec, Some(base.reads_per_sec))
                 )
             })
             .collect();

@@ -200,6 +200,19 @@ mod tests {
     }
 
     #[test]
+    fn every_variant_passes_bustles_own_checks() {
+        // bustle asserts that each insert, remove, get and update answers as a
+        // map must (e.g. an insert of a fresh key reports "new"), so this
+        // checks the adapters' semantics, at both thread counts.
+        let cfg = Config {
+            only: Vec::new(),
+            ..tiny()
+        };
+        let rows = run(&cfg, &Progress::hidden(), |_| {});
+        assert_eq!(rows.len(), 3 * (2 * (variants().len() - 1) + 1));
+    }
+
+    #[test]
     fn unknown_shape_is_refused() {
         assert!(mix_of("write-only").is_none());
     }
