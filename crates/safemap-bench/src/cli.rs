@@ -158,6 +158,9 @@ pub struct ServerArgs {
     /// Only these servers (comma-separated: safemap, etcd, redis).
     #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
+    /// Worker threads of the load generator's tokio runtime.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
 }
 
 /// Options of `all`.
@@ -349,15 +352,16 @@ fn run_server(a: &ServerArgs, p: &Progress, out: &Out, r: &mut Results) {
         safemap_bin: a.safemap_bin.clone(),
         install: !a.no_install,
         only: a.servers.clone(),
+        client_threads: a.client_threads.max(1),
     };
     r.server_config = Some(format!(
-        "{} concurrent connections (closed loop, one tokio worker thread in the benchmark process), {:?} per phase \
+        "{} concurrent connections (closed loop, {} tokio worker thread(s) in the benchmark process), {:?} per phase \
          (first tenth, at most 1 s, is warm-up), phases put → get → delete. Durable: safemap's default (fsync'd writes), \
          etcd's default, redis `appendonly yes` + `appendfsync always`; relaxed: data directory on tmpfs (fsync costs nothing), \
          redis `appendfsync everysec`. Puts are unconditional (redis SET, etcd put, safemap PUT); etcd through its v3 JSON \
          gateway, safemap through its HTTP API with a bearer token and an `X-Reason` on deletes. Servers and client share \
          the machine's cores.",
-        cfg.connections, cfg.duration
+        cfg.connections, cfg.client_threads, cfg.duration
     ));
     let (rows, skipped) = server::run(&cfg, p, |row| out.row("server", row));
     r.server = rows;
@@ -473,6 +477,7 @@ fn run_all(a: &AllArgs, p: &Progress, out: &Out, r: &mut Results) {
             safemap_bin: a.safemap_bin.clone(),
             no_install: false,
             servers: Vec::new(),
+            client_threads: 1,
         };
         run_server(&args, p, out, r);
     } else {

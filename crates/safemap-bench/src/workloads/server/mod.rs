@@ -33,6 +33,8 @@ pub struct Config {
     pub install: bool,
     /// Only these servers (all when empty): `safemap`, `etcd`, `redis`.
     pub only: Vec<String>,
+    /// Worker threads of the client's tokio runtime.
+    pub client_threads: usize,
 }
 
 impl Config {
@@ -44,6 +46,7 @@ impl Config {
             safemap_bin: None,
             install: true,
             only: Vec::new(),
+            client_threads: 1,
         }
     }
 }
@@ -122,7 +125,7 @@ pub fn run(
         skipped.push(format!("server: {e}"));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(cfg.client_threads.max(1))
         .enable_all()
         .build()
     {
