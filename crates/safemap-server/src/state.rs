@@ -48,6 +48,10 @@ pub struct Shared {
     pub profiling: AtomicBool,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// Revisions below this were written before the last start and are not
+    /// held by the journal (0: nothing is missing). Watches from before it get
+    /// 410 `compacted`; evictions after the start are the journal's own business.
+    pub history_floor: u64,
 }
 
 /// Cheap handle to the shared state.
@@ -155,16 +159,26 @@ impl Shared {
             .sink(sink as Arc<dyn JournalSink<String, Value>>);
         // The journal ignores loaded records at or below its start, so start it just
         // below the first record held, unless the newest records are not held at all.
-        let journal = match (records.first(), newest_loaded) {
-            (Some(first), Some(newest)) if newest == last_audit_id => builder
-                .start_after(
-                    Revision::new(first.revision.saturating_sub(1)),
-                    AuditId::new(first.id.saturating_sub(1)),
-                )
-                .build(),
-            _ => builder
-                .start_after(Revision::new(last_revision), AuditId::new(last_audit_id))
-                .build(),
+        let (journal, history_floor) = match (records.first(), newest_loaded) {
+            (Some(first), Some(newest)) if newest == last_audit_id => (
+                builder
+                    .start_after(
+                        Revision::new(first.revision.saturating_sub(1)),
+                        AuditId::new(first.id.saturating_sub(1)),
+                    )
+                    .build(),
+                if first.id <= 1 { 0 } else { first.revision },
+            ),
+            _ => (
+                builder
+                    .start_after(Revision::new(last_revision), AuditId::new(last_audit_id))
+                    .build(),
+                if last_revision == 0 {
+                    0
+                } else {
+                    last_revision + 1
+                },
+            ),
         };
         let mut map_names: BTreeSet<String> = config.maps.keys().cloned().collect();
         map_names.extend(entries.iter().map(|(m, _, _)| m.clone()));
@@ -197,6 +211,7 @@ impl Shared {
             shutdown,
             profiling: AtomicBool::new(false),
             data_dir: data_dir.to_path_buf(),
+            history_floor,
         };
         {
             let mut maps = shared.maps.write().unwrap_or_else(|e| e.into_inner());

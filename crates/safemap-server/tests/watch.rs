@@ -138,3 +138,90 @@ async fn compacted_history_is_410() {
     let ev = read_events(&mut resp, 1).await;
     assert_eq!(ev[0]["revision"], 8);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_before_a_restart_that_is_not_held_is_410() {
+    let cfg = "[server]\njournal_capacity = 4\n";
+    let s = TestServer::start_with(cfg).await;
+    for i in 0..10 {
+        let _ = s.put("w", &format!("k{i}"), json!(i)).await;
+    }
+    let dir = s.dir.clone();
+    let tmp = s.stop().await;
+    let s = TestServer::start_in(&dir, cfg).await;
+    let (st, v) = sj(s
+        .admin(Method::GET, "/v1/maps/w/watch?from_revision=2")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((st, code(&v)), (410, "compacted"), "{v}");
+    let mut resp = s
+        .admin(Method::GET, "/v1/maps/w/watch?from_revision=9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ev = read_events(&mut resp, 2).await;
+    assert_eq!(
+        (ev[0]["revision"].as_u64(), ev[1]["revision"].as_u64()),
+        (Some(9), Some(10))
+    );
+    drop(s);
+    drop(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_pruned_from_disk_is_410_after_restart() {
+    use safemap_server::storage::{Storage, StoredOp, StoredRecord, Target, now_ms};
+    // A data directory whose audit rows are all past retention (8 days old).
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let week = Duration::from_secs(7 * 86_400);
+        let (st, _) = Storage::open(tmp.path(), week).unwrap();
+        for i in 1..=5u64 {
+            st.enqueue(Box::new(StoredRecord {
+                id: i,
+                at_ms: now_ms() - 8 * 86_400_000,
+                map: "w".into(),
+                key: format!("k{i}"),
+                op: StoredOp::Put,
+                revision: i,
+                previous_revision: None,
+                create_revision: i,
+                version: 1,
+                reason: None,
+                actor: None,
+                trace_id: None,
+                plan_id: None,
+                value: Some(json!(i)),
+                previous_value: None,
+            }));
+        }
+        st.wait_durable(Target::AuditId(5)).await.unwrap();
+        st.close();
+    }
+    let s = TestServer::start_in(tmp.path(), "").await;
+    // The entries are there, the history is not: watching from it is 410.
+    let (_, v) = sj(s.get("w", "k3").await).await;
+    assert_eq!(v["revision"], 3);
+    let (st, v) = sj(s
+        .admin(Method::GET, "/v1/maps/w/watch?from_revision=2")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((st, code(&v)), (410, "compacted"), "{v}");
+    // The counter continues above the pruned history.
+    let (_, v) = sj(s.put("w", "new", json!(0)).await).await;
+    assert_eq!(v["revision"], 6);
+    let mut resp = s
+        .admin(Method::GET, "/v1/maps/w/watch?from_revision=6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ev = read_events(&mut resp, 1).await;
+    assert_eq!(ev[0]["key"], "new");
+    drop(s);
+}

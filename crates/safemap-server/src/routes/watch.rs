@@ -51,16 +51,25 @@ pub async fn watch(
         })?;
         from = Some(last.saturating_add(1));
     }
-    let m = st.map_or_create(&map)?;
-    let watcher = m.watch(from.map(Revision::new)).map_err(|e| match e {
-        WatchError::Compacted { oldest } => ApiError::new(
+    let compacted = |oldest: u64| {
+        ApiError::new(
             StatusCode::GONE,
             "compacted",
             format!(
                 "events before revision {oldest} are no longer held; read the current state and watch from there"
             ),
         )
-        .with_details(json!({"oldest_revision": oldest.get()})),
+        .with_details(json!({"oldest_revision": oldest}))
+    };
+    if let Some(f) = from
+        && st.history_floor > 0
+        && f < st.history_floor
+    {
+        return Err(compacted(st.history_floor));
+    }
+    let m = st.map_or_create(&map)?;
+    let watcher = m.watch(from.map(Revision::new)).map_err(|e| match e {
+        WatchError::Compacted { oldest } => compacted(oldest.get()),
         other => ApiError::internal(other.to_string()),
     })?;
     let prefix = p.prefix.unwrap_or_default();
