@@ -173,3 +173,22 @@ async fn restore_after_restart() {
     drop(s);
     drop(tmp);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_past_retention_is_410() {
+    let s = TestServer::start_with("[maps.short]\nretention = \"1s\"\n").await;
+    let _ = s.put("short", "k", json!(1)).await;
+    let (_, d) = sj(s.delete("short", "k", "gone").await).await;
+    let id = d["audit_id"].as_u64().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (st, v) = sj(s
+        .admin(Method::POST, "/v1/maps/short/restore")
+        .header("x-reason", "too late")
+        .json(&json!({"audit_id": id}))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((st, code(&v)), (410, "retention_expired"), "{v}");
+    assert_eq!(s.get("short", "k").await.status(), 404);
+}
