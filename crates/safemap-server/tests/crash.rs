@@ -302,7 +302,15 @@ async fn acknowledged_writes_survive_kill_9() {
                 book.clone(),
             )));
         }
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(400))).await;
+        // Kill at a random moment once this cycle has at least one acknowledged
+        // write (so a slow machine cannot make a cycle vacuous).
+        let waiting = std::time::Instant::now();
+        while book.lock().unwrap().acked_writes.len() == before
+            && waiting.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(400))).await;
         s.child.kill().unwrap(); // SIGKILL
         s.child.wait().unwrap();
         for t in tasks {

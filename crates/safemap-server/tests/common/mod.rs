@@ -66,7 +66,7 @@ impl TestServer {
         let http = reqwest::Client::new();
         let token_path = dir.join("admin.token");
         let mut admin = String::new();
-        for _ in 0..500 {
+        for _ in 0..3000 {
             if let Ok(r) = http.get(format!("{url}/readyz")).send().await
                 && r.status() == 200
                 && let Ok(t) = std::fs::read_to_string(&token_path)
