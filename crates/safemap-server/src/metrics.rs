@@ -32,8 +32,19 @@ pub fn handle() -> &'static PrometheusHandle {
             );
         }
         describe();
+        prime();
         handle
     })
+}
+
+/// Registers every server-wide family at zero, so the first scrape already
+/// shows them (per-map families appear with their maps).
+fn prime() {
+    metrics::counter!("safemap_audit_records_total").increment(0);
+    metrics::counter!("safemap_requests_total", "route" => "/metrics", "status" => "200")
+        .increment(0);
+    let _ = metrics::histogram!("safemap_request_duration_seconds", "route" => "/metrics");
+    let _ = metrics::histogram!("safemap_fsync_duration_seconds");
 }
 
 fn describe() {
@@ -86,7 +97,5 @@ pub fn render(st: &Shared) -> String {
             0.0
         });
     }
-    // Make sure these exist from the first scrape on, even before any write.
-    metrics::counter!("safemap_audit_records_total").increment(0);
     h.render()
 }

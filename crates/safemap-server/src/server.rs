@@ -187,6 +187,8 @@ pub async fn run_with_state(
     started: Option<tokio::sync::oneshot::Sender<AppState>>,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
+    // Install the metrics recorder first, so the commits of startup are counted.
+    crate::metrics::handle();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let max_connections = opts.config.server.max_connections;
     let listener = match &opts.config.server.tls {
@@ -211,7 +213,6 @@ pub async fn run_with_state(
         println!("admin token written to {}", path.display());
         tracing::info!(path = %path.display(), "created the admin token");
     }
-    crate::metrics::handle();
     let app = router(state.clone());
     if let Some(tx) = started {
         let _ = tx.send(state.clone());

@@ -155,3 +155,28 @@ async fn cpu_profiles() {
         assert_eq!(st, 400, "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_scrape_shows_every_server_wide_family() {
+    let s = TestServer::start_with("[maps.orders]\n").await;
+    let m = s
+        .req(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "safemap_requests_total{",
+        "safemap_request_duration_seconds_bucket{",
+        "safemap_audit_records_total ",
+        "safemap_fsync_duration_seconds_bucket{",
+        // A configured map has its series from the start.
+        "safemap_entries{map=\"orders\"} 0",
+        "safemap_deletes_total{map=\"orders\",outcome=\"deleted\"} 0",
+        "safemap_breaker_open{map=\"orders\"} 0",
+    ] {
+        assert!(m.contains(family), "missing {family} in\n{m}");
+    }
+}
