@@ -1,6 +1,24 @@
-//! Helpers shared by the proof suite (`model_*`, `linearizability*`,
-//! `shuttle_*`, `deadlock*`): a linearizability checker, the sequential
-//! per-key model of a map it checks against, and a small seeded generator.
+//! Helpers shared by the proof suite: a linearizability checker, the
+//! sequential per-key model of a map it checks against, history recording, a
+//! seeded generator, and the shuttle runners.
+//!
+//! The suite ("concurrency claims are proven, not hoped"):
+//!
+//! | file | proves | how |
+//! |---|---|---|
+//! | `model_sequential.rs` | every operation matches a `BTreeMap` model, revisions, journal, plans, restore, stats included | proptest |
+//! | `model_panicking_rule.rs` | a deny rule panicking mid-execution leaves the counter and watchers consistent | regression |
+//! | `linearizability.rs` | concurrent histories are linearizable; revisions follow real time | real threads, Wing–Gong/Lowe checker |
+//! | `shuttle_*.rs` | CAS, removal, guard-vs-update, breaker, restore, refresh and watch races | shuttle (feature `shuttle`) |
+//! | `deadlock.rs` | iteration with writes never deadlocks; keys present throughout are yielded once, across resizes | real threads, watchdog |
+//!
+//! ```text
+//! cargo test -p safemap                                           # all but shuttle (shuttle_* compile empty)
+//! cargo test -p safemap --features shuttle --test 'shuttle_*'     # model checking
+//! SAFEMAP_PROOF_LONG=1 cargo test -p safemap ...                  # the long runs
+//! SAFEMAP_PROOF_SEED=<n> cargo test -p safemap --test linearizability  # replay choices
+//! MIRIFLAGS=-Zmiri-disable-isolation cargo +nightly miri test -p safemap --test deadlock  # sizes shrink
+//! ```
 
 #![allow(dead_code)]
 
