@@ -289,7 +289,9 @@ pub fn verify<S: BuildHasher>(
     for &(_, ret, first) in &reads {
         for &(call, _, second) in &reads {
             if ret < call && second < first {
-                return fail(format!("current_revision went back from {first} to {second}"));
+                return fail(format!(
+                    "current_revision went back from {first} to {second}"
+                ));
             }
         }
     }
