@@ -21,11 +21,14 @@
 //!   and revision, in revision order, and its sink was handed every record
 //!   once, in id order, without gaps.
 //!
+//! The same holds for 2 maps sharing one journal (the server's shape): keys
+//! checked per map, revisions across both.
+//!
 //! CI: at least 3000 rounds of 3 threads × 6 operations (plus up to 3
 //! set-up operations, so up to 21 a history), continuing (up to 30 000) until
 //! 1500 histories had operations of different threads overlapping in time.
 //! `SAFEMAP_PROOF_LONG=1`: at least 100 000 rounds of 4 threads × 8, until
-//! 50 000 overlapped. A failure prints the history and the seed
+//! 50 000 overlapped. The shared-journal test runs half as many. A failure prints the history and the seed
 //! (`SAFEMAP_PROOF_SEED` replays the random choices; the interleaving is the
 //! machine's).
 
@@ -36,7 +39,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
-use common::history::{Actor, Call, concurrent, setup, stamp, verify, with_rule};
+use common::history::{Actor, Call, concurrent, setup, stamp, verify_shared, with_rule};
 use common::keymodel::{KeyOp, KeySpec, KeyState};
 use common::linearizability::selftest::{RegOp, Register};
 use common::linearizability::{Timed, check};
@@ -58,9 +61,17 @@ impl JournalSink<u32, u32> for Recorder {
     }
 }
 
-fn new_map(sink: Arc<Recorder>) -> Map {
+/// `count` maps ("m0", "m1", …) sharing one journal, whose sink is `sink`.
+fn new_maps(sink: Arc<Recorder>, count: usize) -> Vec<Map> {
     let journal = Journal::builder().sink(sink).build();
-    with_rule(SafeMap::builder()).journal(journal).build()
+    (0..count)
+        .map(|i| {
+            with_rule(SafeMap::builder())
+                .name(format!("m{i}"))
+                .journal(journal.clone())
+                .build()
+        })
+        .collect()
 }
 
 /// The sink saw every record once, in id order, without gaps, revisions rising.
@@ -77,32 +88,46 @@ fn verify_sink(map: &Map, sink: &Recorder) -> Result<(), String> {
     Ok(())
 }
 
-/// One round: a history on a fresh map, returned with the map.
-fn run_round(seed: u64, threads: usize, ops: usize) -> (Map, Vec<Timed<Call>>) {
+/// One round on `maps` fresh maps sharing a journal: thread t works on map
+/// t mod `maps`. Returns the maps and each map's history (one clock).
+fn run_round(
+    seed: u64,
+    maps: usize,
+    threads: usize,
+    ops: usize,
+) -> (Vec<Map>, Vec<Vec<Timed<Call>>>) {
     let sink = Arc::new(Recorder::default());
-    let map = new_map(Arc::clone(&sink));
+    let maps = new_maps(Arc::clone(&sink), maps);
     let clock = AtomicU64::new(0);
     let tick = || clock.fetch_add(1, Ordering::SeqCst);
-    let mut history = setup(&map, &mut Actor::new(0, seed), &tick);
+    let mut histories: Vec<Vec<Timed<Call>>> = maps
+        .iter()
+        .enumerate()
+        .map(|(i, map)| setup(map, &mut Actor::new(0, seed ^ i as u64), &tick))
+        .collect();
     let start = SpinStart::new(threads);
-    let recorded: Vec<Vec<Timed<Call>>> = std::thread::scope(|s| {
+    let recorded: Vec<(usize, Vec<Timed<Call>>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (1..=threads)
             .map(|thread| {
-                let (map, tick, start) = (&map, &tick, &start);
+                let index = thread % maps.len();
+                let (map, tick, start) = (&maps[index], &tick, &start);
                 let mut actor = Actor::new(thread, seed);
                 s.spawn(move || {
                     start.wait();
-                    (0..ops).map(|_| actor.one(map, tick)).collect()
+                    let ops: Vec<_> = (0..ops).map(|_| actor.one(map, tick)).collect();
+                    (index, ops)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    history.extend(recorded.into_iter().flatten());
-    if let Err(message) = verify_sink(&map, &sink) {
+    for (index, ops) in recorded {
+        histories[index].extend(ops);
+    }
+    if let Err(message) = verify_sink(&maps[0], &sink) {
         panic!("seed {seed}: {message}");
     }
-    (map, history)
+    (maps, histories)
 }
 
 /// A start line that threads spin on (a parking barrier wakes them tens of
@@ -135,16 +160,22 @@ impl SpinStart {
 /// Runs at least `min` rounds, and more (up to `max`) until `want` of them
 /// had operations of different threads overlapping in time: on a loaded
 /// machine threads overlap less, and a history without overlap proves little.
-fn rounds(min: usize, want: usize, max: usize, threads: usize, ops: usize) {
+fn rounds(min: usize, want: usize, max: usize, maps: usize, threads: usize, ops: usize) {
     let seed = run_seed();
     let (mut done, mut overlapping) = (0usize, 0usize);
     while done < min || (overlapping < want && done < max) {
         let round_seed = seed.wrapping_add(done as u64);
-        let (map, history) = run_round(round_seed, threads, ops);
-        if let Err(message) = verify(&map, &history) {
+        let (maps, histories) = run_round(round_seed, maps, threads, ops);
+        let parts: Vec<(&Map, &[Timed<Call>])> = maps
+            .iter()
+            .zip(&histories)
+            .map(|(m, h)| (m, h.as_slice()))
+            .collect();
+        if let Err(message) = verify_shared(&parts) {
             panic!("round {done} (SAFEMAP_PROOF_SEED={seed}, round seed {round_seed}): {message}");
         }
-        overlapping += usize::from(concurrent(&history));
+        let all: Vec<Timed<Call>> = histories.into_iter().flatten().collect();
+        overlapping += usize::from(concurrent(&all));
         done += 1;
     }
     eprintln!("{done} histories checked, {overlapping} with overlapping operations");
@@ -158,11 +189,25 @@ fn rounds(min: usize, want: usize, max: usize, threads: usize, ops: usize) {
 #[test]
 fn concurrent_histories_are_linearizable_and_revisions_follow_real_time() {
     if cfg!(miri) {
-        rounds(20, 0, 20, 3, 6);
+        rounds(20, 0, 20, 1, 3, 6);
     } else if common::long_run() {
-        rounds(100_000, 50_000, 1_000_000, 4, 8);
+        rounds(100_000, 50_000, 1_000_000, 1, 4, 8);
     } else {
-        rounds(3000, 1500, 30_000, 3, 6);
+        rounds(3000, 1500, 30_000, 1, 3, 6);
+    }
+}
+
+/// The server's shape: several maps on one journal. Each map's keys are
+/// linearizable on their own, and all writes share one revision order that
+/// agrees with real time.
+#[test]
+fn maps_sharing_a_journal_share_one_revision_order() {
+    if cfg!(miri) {
+        rounds(10, 0, 10, 2, 3, 6);
+    } else if common::long_run() {
+        rounds(50_000, 25_000, 500_000, 2, 4, 8);
+    } else {
+        rounds(1500, 750, 15_000, 2, 3, 6);
     }
 }
 
@@ -202,7 +247,7 @@ fn the_harness_catches_a_check_then_act_compare_and_swap() {
     let seed = run_seed();
     let rounds = 20_000;
     for round in 0..rounds {
-        let map = new_map(Arc::default());
+        let map = new_maps(Arc::default(), 1).pop().unwrap();
         let clock = AtomicU64::new(0);
         let first = map.insert(0, 1).revision();
         let start = Barrier::new(2);

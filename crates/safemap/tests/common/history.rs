@@ -184,58 +184,79 @@ impl Actor {
     }
 }
 
-/// A successful write: its revision, key and interval.
+/// A successful write: its revision, map, key and interval.
 struct Write {
     revision: Revision,
+    map: usize,
     key: u32,
     call: u64,
     ret: u64,
 }
 
-/// Checks one round; `Err` carries the reason and the history.
+/// A map and its history.
+pub type Part<'a, S> = (&'a SafeMap<u32, u32, S>, &'a [Timed<Call>]);
+
+/// Checks one round on one map; `Err` carries the reason and the history.
 pub fn verify<S: BuildHasher>(
     map: &SafeMap<u32, u32, S>,
     history: &[Timed<Call>],
 ) -> Result<(), String> {
-    let fail = |what: String| Err(format!("{what}\n{}", describe(history)));
-    // Per-key sub-histories (refresh split per key).
-    let mut per_key: BTreeMap<u32, Vec<Timed<KeyOp>>> = BTreeMap::new();
+    verify_shared(&[(map, history)])
+}
+
+/// Checks one round on maps that share one journal (so one revision
+/// counter), each with its history, all stamped by one clock: each map's
+/// keys are checked on their own; revisions, `current_revision` and the
+/// journal across all of them.
+pub fn verify_shared<S: BuildHasher>(parts: &[Part<'_, S>]) -> Result<(), String> {
+    let fail = |what: String| {
+        let mut text = what;
+        for (map, history) in parts {
+            text.push_str(&format!("\nmap {:?}: {}", map.name(), describe(history)));
+        }
+        Err(text)
+    };
+    // Per-key sub-histories (refresh split per key), keyed by (map, key).
+    let mut per_key: BTreeMap<(usize, u32), Vec<Timed<KeyOp>>> = BTreeMap::new();
     let mut reads = Vec::new();
-    for t in history {
-        let mut push = |key: u32, op: KeyOp| {
-            per_key.entry(key).or_default().push(Timed {
-                call: t.call,
-                ret: t.ret,
-                thread: t.thread,
-                op,
-            })
-        };
-        match &t.op {
-            Call::Key(key, op) => push(*key, op.clone()),
-            Call::Refresh(entries, revisions) => {
-                if revisions.len() != entries.len() {
-                    return fail(format!("refresh returned {revisions:?} for {entries:?}"));
+    for (index, (_, history)) in parts.iter().enumerate() {
+        for t in history.iter() {
+            let mut push = |key: u32, op: KeyOp| {
+                per_key.entry((index, key)).or_default().push(Timed {
+                    call: t.call,
+                    ret: t.ret,
+                    thread: t.thread,
+                    op,
+                })
+            };
+            match &t.op {
+                Call::Key(key, op) => push(*key, op.clone()),
+                Call::Refresh(entries, revisions) => {
+                    if revisions.len() != entries.len() {
+                        return fail(format!("refresh returned {revisions:?} for {entries:?}"));
+                    }
+                    for ((key, value), revision) in entries.iter().zip(revisions) {
+                        let op = KeyOp::Upsert {
+                            value: *value,
+                            revision: *revision,
+                        };
+                        push(*key, op);
+                    }
                 }
-                for ((key, value), revision) in entries.iter().zip(revisions) {
-                    let op = KeyOp::Upsert {
-                        value: *value,
-                        revision: *revision,
-                    };
-                    push(*key, op);
-                }
+                Call::CurrentRevision(r) => reads.push((t.call, t.ret, *r)),
             }
-            Call::CurrentRevision(r) => reads.push((t.call, t.ret, *r)),
         }
     }
     let mut writes = Vec::new();
-    for (key, ops) in &per_key {
+    for (&(map, key), ops) in &per_key {
         if let Err(message) = check::<KeySpec>(KeyState::default(), ops) {
-            return fail(format!("key {key}: {message}"));
+            return fail(format!("map {map} key {key}: {message}"));
         }
         writes.extend(ops.iter().filter_map(|t| {
             t.op.written_revision().map(|revision| Write {
                 revision,
-                key: *key,
+                map,
+                key,
                 call: t.call,
                 ret: t.ret,
             })
@@ -252,12 +273,14 @@ pub fn verify<S: BuildHasher>(
             writes.len()
         ));
     }
-    if map.current_revision().get() != writes.len() as u64 {
-        return fail(format!(
-            "current_revision {} after {} writes",
-            map.current_revision(),
-            writes.len()
-        ));
+    for (map, _) in parts {
+        if map.current_revision().get() != writes.len() as u64 {
+            return fail(format!(
+                "current_revision {} after {} writes",
+                map.current_revision(),
+                writes.len()
+            ));
+        }
     }
     // Real-time order.
     for a in &writes {
@@ -295,12 +318,18 @@ pub fn verify<S: BuildHasher>(
             }
         }
     }
-    // One record per successful write, in revision order.
-    let journal = map.journal().unwrap();
+    // One record per successful write, in revision order, naming its map.
+    let journal = parts[0].0.journal().unwrap();
     let records = journal.query(&Default::default());
-    let mut expected: Vec<(u64, u32)> = writes.iter().map(|w| (w.revision.get(), w.key)).collect();
+    let mut expected: Vec<(u64, &str, u32)> = writes
+        .iter()
+        .map(|w| (w.revision.get(), parts[w.map].0.name(), w.key))
+        .collect();
     expected.sort();
-    let got: Vec<(u64, u32)> = records.iter().map(|r| (r.revision.get(), r.key)).collect();
+    let got: Vec<(u64, &str, u32)> = records
+        .iter()
+        .map(|r| (r.revision.get(), &*r.map, r.key))
+        .collect();
     if got != expected {
         return fail(format!("journal {got:?}, successful writes {expected:?}"));
     }
