@@ -73,6 +73,10 @@ fn a_deny_rule_panicking_mid_execution_leaves_the_revision_counter_consistent() 
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "measures wall time, which Miri stretches a thousandfold"
+)]
 fn a_blocked_watcher_is_woken_for_removals_made_before_a_deny_rule_panicked() {
     let (map, armed) = armed_map();
     let plan = map.plan_remove(Selector::all());
