@@ -8,6 +8,7 @@
 //! max_maps = 10000                 # maps created on first write beyond the configured ones
 //! plan_ttl = "1h"                  # default lifetime of a delete plan
 //! watch_keepalive = "15s"          # SSE keep-alive comment interval
+//! header_read_timeout = "30s"      # time to send request headers (and HTTP/1 keep-alive idle limit)
 //! journal_capacity = 100000        # audit records held in memory (restore, watch, audit), ~1-2 KiB each
 //! storage_cache_bytes = 67108864   # redb page cache (64 MiB)
 //! tls_cert = "/etc/safemap/cert.pem"  # serve HTTPS (rustls) when both are set
@@ -56,6 +57,9 @@ pub struct ServerSettings {
     pub plan_ttl: Duration,
     /// Interval of SSE keep-alive comments (default 15 s).
     pub watch_keepalive: Duration,
+    /// Time a client may take to send request headers; also the idle limit of
+    /// a kept-alive HTTP/1 connection (default 30 s). Bounds slowloris clients.
+    pub header_read_timeout: Duration,
     /// Audit records held in memory for audit queries, restore and watch
     /// (default 100 000, about 1–2 KiB each with small values); older ones stay
     /// on disk until retention prunes them, but are no longer queryable or
@@ -76,6 +80,7 @@ impl Default for ServerSettings {
             max_maps: 10_000,
             plan_ttl: DEFAULT_PLAN_TTL,
             watch_keepalive: Duration::from_secs(15),
+            header_read_timeout: Duration::from_secs(30),
             journal_capacity: 100_000,
             storage_cache_bytes: crate::storage::DEFAULT_CACHE_BYTES,
             tls: None,
@@ -226,6 +231,10 @@ impl Config {
             if let Some(d) = s.plan_ttl {
                 server.plan_ttl = parse_duration(d.get_ref())
                     .map_err(|m| err(d.span(), "server.plan_ttl".into(), m))?;
+            }
+            if let Some(d) = s.header_read_timeout {
+                server.header_read_timeout = parse_duration(d.get_ref())
+                    .map_err(|m| err(d.span(), "server.header_read_timeout".into(), m))?;
             }
             if let Some(d) = s.watch_keepalive {
                 server.watch_keepalive = parse_duration(d.get_ref())
@@ -386,6 +395,7 @@ struct RawServer {
     tls_key: Option<Spanned<String>>,
     plan_ttl: Option<Spanned<String>>,
     watch_keepalive: Option<Spanned<String>>,
+    header_read_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -219,16 +219,60 @@ pub async fn run_with_state(
     }
     println!("listening on {addr}");
     tracing::info!(%addr, scheme, data_dir = %opts.data_dir.display(), "listening on {addr}");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining connections");
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    let header_timeout = state.config.server.header_read_timeout;
+    serve_connections(listener, app, header_timeout, async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining connections");
+        let _ = stop_tx.send(true);
+    })
+    .await;
     let storage = state.storage.clone();
     tokio::task::spawn_blocking(move || storage.close()).await?;
     tracing::info!("storage closed cleanly");
-    served?;
     Ok(())
+}
+
+/// The accept loop: HTTP/1.1 and HTTP/2 (prior knowledge or ALPN) per
+/// connection, with a header read timeout; on shutdown, stops accepting and
+/// waits for open connections to finish their current requests.
+async fn serve_connections(
+    mut listener: LimitedListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use axum::serve::Listener as _;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            (io, addr) = listener.accept() => {
+                let svc = TowerToHyperService::new(app.clone());
+                let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%addr, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -300,3 +300,32 @@ async fn map_count_is_bounded_with_a_4xx() {
     assert_eq!((st, code(&v)), (409, "too_many_maps"));
     assert_eq!(s.put("a", "k2", json!(1)).await.status(), 201);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with("[server]\nheader_read_timeout = \"1s\"\n").await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Never finish the headers: the server closes the connection.
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a client that never finishes its headers is kept forever"
+    );
+    // Normal requests still work.
+    let (st, _) = sj(s.req(Method::GET, "/healthz", None).send().await.unwrap()).await;
+    assert_eq!(st, 200);
+}
