@@ -53,7 +53,7 @@ pub const CONFIGURATIONS: [(&str, &str); 8] = [
     ),
     (
         "moka",
-        "`moka::sync::Cache` with `max_capacity` = the key count (nothing evicted by the policy), no TTL",
+        "`moka::sync::Cache` with `max_capacity` = 2 × the key count (headroom: nothing evicted by the policy), no TTL",
     ),
     (
         "hashbrown",

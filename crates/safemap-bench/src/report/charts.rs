@@ -42,7 +42,7 @@ pub fn si(v: f64) -> String {
         format!("{:.0}k", v / 1e3)
     } else if a >= 1e3 {
         format!("{:.1}k", v / 1e3)
-    } else if a >= 10.0 || a == 0.0 {
+    } else if a >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
@@ -69,23 +69,44 @@ pub fn hbars(
     let root = SVGBackend::new(path, (900, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let tx = |v: f64| if log { v.max(1.0).log10() } else { v };
-    let max = series
-        .iter()
-        .flat_map(|(_, vs)| vs.iter().flatten())
-        .map(|v| tx(*v))
-        .fold(0.0_f64, f64::max);
-    let hi = if max > 0.0 { max * 1.45 } else { 1.0 };
+    let values = || {
+        series
+            .iter()
+            .flat_map(|(_, vs)| vs.iter().flatten())
+            .map(|v| tx(*v))
+    };
+    let max = values().fold(0.0_f64, f64::max);
+    // On a log axis, start a decade below the smallest value instead of at 1.
+    let lo = if log {
+        values()
+            .fold(f64::INFINITY, f64::min)
+            .floor()
+            .max(0.0)
+            .min(max)
+    } else {
+        0.0
+    };
+    let hi = if max > 0.0 {
+        lo + (max - lo) * 1.45
+    } else {
+        1.0
+    };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(170)
-        .build_cartesian_2d(0f64..hi, 0f64..n as f64)
+        .build_cartesian_2d(lo..hi, 0f64..n as f64)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(0)
+        .x_labels(if log {
+            (hi - lo).ceil() as usize + 1
+        } else {
+            10
+        })
         .x_desc(axis)
         .x_label_formatter(&|x| if log { si(10f64.powf(*x)) } else { si(*x) })
         .draw()
@@ -121,7 +142,7 @@ pub fn hbars(
         chart.draw_series(labels).map_err(err)?;
     }
     for (i, name) in categories.iter().enumerate() {
-        let (px, py) = chart.backend_coord(&(0.0, (n - 1 - i) as f64 + 0.5));
+        let (px, py) = chart.backend_coord(&(lo, (n - 1 - i) as f64 + 0.5));
         root.draw(&Text::new(
             name.clone(),
             (px - 8, py),
@@ -392,6 +413,7 @@ mod tests {
         assert_eq!(si(1_234.0), "1.2k");
         assert_eq!(si(123.0), "123");
         assert_eq!(si(0.456), "0.46");
+        assert_eq!(si(1.0), "1");
     }
 
     #[test]
