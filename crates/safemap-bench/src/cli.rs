@@ -218,14 +218,35 @@ impl Out {
         if self.json {
             println!("{line}");
         } else {
-            println!(
-                "{workload:>11}  {}",
-                line.trim_matches(|c| c == '{' || c == '}')
-                    .replace("\",\"", "\"  \"")
-                    .replace(',', "  ")
-            );
+            println!("{workload:>11}  {}", readable(&line));
         }
     }
+}
+
+/// `key=value` pairs of a JSON object line, in the line's field order,
+/// floats with at most 3 decimals.
+fn readable(line: &str) -> String {
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(line) else {
+        return line.to_string();
+    };
+    let mut fields: Vec<_> = obj.iter().collect();
+    fields.sort_by_key(|(k, _)| line.find(&format!("\"{k}\":")).unwrap_or(usize::MAX));
+    fields
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(0.0);
+                if f.abs() >= 1000.0 {
+                    format!("{k}={f:.0}")
+                } else {
+                    format!("{k}={f:.3}")
+                }
+            }
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn incident_cfg(a: &IncidentArgs) -> incident::Config {
@@ -495,6 +516,16 @@ pub fn exists(path: &Path) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_lines_are_key_value_pairs() {
+        let v =
+            r#"{"variant":"papaya","threads":2,"ops_per_sec":41234567.891,"miss_rate":0.01234}"#;
+        assert_eq!(
+            readable(v),
+            "variant=papaya threads=2 ops_per_sec=41234568 miss_rate=0.012"
+        );
+    }
 
     #[test]
     fn durations_parse_and_bad_ones_are_refused() {
