@@ -76,6 +76,14 @@ async fn audit_pages_and_filters() {
         }
     }
     assert_eq!(ids.len(), 7);
+    // A page that holds the rest says there is no next page.
+    let (_, v) = sj(s
+        .admin(Method::GET, "/v1/audit?map=a&limit=7")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert!(v["next"].is_null(), "{v}");
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(s.audit("map=b&key=x").await.len(), 7);
     for bad in ["limit=0", "limit=1001", "after=x", "plan_id=xyz", "map=BAD"] {

@@ -41,7 +41,8 @@ pub fn record_json(r: &Record) -> Value {
 }
 
 /// `GET /v1/audit?map=&key=&plan_id=&after=&limit=` → `{"records", "next"}`;
-/// `next` is the last id of a full page (pass it as `after`), else null.
+/// `next` is the last id of the page when more records follow (pass it as
+/// `after`), else null.
 pub async fn audit(
     _a: Authed<READ>,
     State(st): State<AppState>,
@@ -71,14 +72,17 @@ pub async fn audit(
         )),
     };
     let limit = limit(p.limit.as_deref(), st.config.server.max_list_limit)?;
-    let records = st.journal.query(&AuditQuery {
+    // One more than the page, to know whether another page follows.
+    let mut records = st.journal.query(&AuditQuery {
         map: p.map,
         key: p.key,
         plan_id,
         after,
-        limit,
+        limit: limit + 1,
     });
-    let next = if records.len() == limit {
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let next = if more {
         records.last().map(|r| r.id.get())
     } else {
         None

@@ -310,9 +310,9 @@ impl Storage {
         *self.inner.durable.borrow()
     }
 
-    /// Whether the writer failed (writes are refused).
+    /// Whether the writer failed (writes are refused), or is gone.
     pub fn is_failed(&self) -> bool {
-        self.inner.durable.borrow().failed
+        self.inner.durable.borrow().failed || self.inner.durable.has_changed().is_err()
     }
 
     /// Applies a token change durably.
