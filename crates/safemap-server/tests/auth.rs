@@ -191,6 +191,12 @@ async fn token_lifecycle() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    let fresh = s.dir.join("nested/data");
+    let (st, _) =
+        safemap_server::storage::Storage::open(&fresh, std::time::Duration::from_secs(60)).unwrap();
+    st.close();
+    let m = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(m & 0o777, 0o700, "a new data directory is private");
     let t = s.token("ci", &["read", "write"]).await;
     assert!(t.starts_with("smp_") && t.len() == 68);
     let (st, v) = sj(s.admin(Method::GET, "/v1/tokens").send().await.unwrap()).await;

@@ -171,3 +171,29 @@ async fn error_precedence() {
     .await;
     assert_eq!((st, code(&v)), (412, "revision_mismatch"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deletes_of_one_key_exactly_one_wins() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    let _ = s.put("m", "k", json!(1)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.delete("m", "k", "race").await.status().as_u16()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 404).count(), 15, "{codes:?}");
+    let deletes: Vec<_> = s
+        .audit("map=m")
+        .await
+        .into_iter()
+        .filter(|r| r["op"] == "delete")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+}

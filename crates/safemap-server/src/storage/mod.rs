@@ -127,7 +127,15 @@ impl Storage {
         retention: Duration,
         cache_bytes: usize,
     ) -> Result<(Storage, Recovered), StorageError> {
-        std::fs::create_dir_all(dir).map_err(se("creating the data directory"))?;
+        if !dir.exists() {
+            // A new data directory is private to the server's user (0700).
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(se("creating the data directory"))?;
+        }
         let path = dir.join(DB_FILE);
         let fresh = !path.exists();
         let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
