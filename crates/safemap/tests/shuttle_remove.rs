@@ -1,6 +1,7 @@
 //! Model checking (shuttle) of the removal paths: N threads removing one key,
 //! `remove_if` against `replace_if`, the delete breaker, restore against a
-//! recreation, and the guard-vs-update race: a value that changes to a vetoed
+//! recreation, `restore_plan` during the plan's execution, and the
+//! guard-vs-update race: a value that changes to a vetoed
 //! value between a check (a plan, a `retain` scan, a thread's own read) and
 //! the removal must never be removed.
 //!
@@ -352,5 +353,46 @@ fn mixed_removals_and_updates_never_remove_a_vetoed_value() {
         assert_no_vetoed_value_removed(&map);
         let journal = map.journal().unwrap();
         assert_eq!(journal.len() as u64, map.current_revision().get());
+    });
+}
+
+/// Undoing a plan while it executes: `restore_plan` writes back only what was
+/// already removed, never a key that is present, and each removal at most once.
+#[test]
+fn restore_plan_racing_the_plans_execution_never_overwrites() {
+    exhaustive(None, || {
+        let map = guarded();
+        for k in 0..3 {
+            let _ = map.insert(k, 10 + k);
+        }
+        let plan = map.plan_remove(Selector::all());
+        let id = plan.id();
+        let a = Arc::clone(&map);
+        let executor = thread::spawn(move || a.execute(id, 3, why()).unwrap());
+        let b = Arc::clone(&map);
+        let undo = thread::spawn(move || b.restore_plan(id, Reason::new("undo")));
+        let report = executor.join().unwrap();
+        let undone = undo.join().unwrap();
+        assert_eq!(report.deleted, 3);
+        let restored = match undone {
+            Ok(r) => {
+                assert!(r.skipped.is_empty(), "nothing recreated the keys: {r:?}");
+                r.restored.len()
+            }
+            // Before the plan ran, it is not a plan this map executed yet.
+            Err(e) => {
+                assert_eq!(e, RestoreError::NotFound);
+                0
+            }
+        };
+        assert_eq!(map.len(), restored, "exactly the restored keys are back");
+        for (k, entry) in map.snapshot().iter() {
+            assert_eq!(
+                *entry.value(),
+                10 + k,
+                "a restore wrote back the removed value"
+            );
+            assert_eq!(entry.version(), 1, "a restore is a new creation");
+        }
     });
 }
