@@ -225,3 +225,27 @@ async fn history_pruned_from_disk_is_410_after_restart() {
     assert_eq!(ev[0]["key"], "new");
     drop(s);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_streams_get_keep_alive_comments() {
+    let s = TestServer::start_with("[server]\nwatch_keepalive = \"200ms\"\n").await;
+    let mut resp = s
+        .admin(Method::GET, "/v1/maps/w/watch")
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.lines().any(|l| l.starts_with(':')) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("no keep-alive comment")
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        text.contains(":keep-alive") || text.contains(": keep-alive"),
+        "{text:?}"
+    );
+}
