@@ -156,9 +156,10 @@ async fn cpu_profiles() {
     }
 }
 
+// The metrics recorder is process-wide: each test here uses its own map names.
 #[tokio::test(flavor = "multi_thread")]
 async fn first_scrape_shows_every_server_wide_family() {
-    let s = TestServer::start_with("[maps.orders]\n").await;
+    let s = TestServer::start_with("[maps.fresh]\n").await;
     let m = s
         .req(Method::GET, "/metrics", None)
         .send()
@@ -173,9 +174,9 @@ async fn first_scrape_shows_every_server_wide_family() {
         "safemap_audit_records_total ",
         "safemap_fsync_duration_seconds_bucket{",
         // A configured map has its series from the start.
-        "safemap_entries{map=\"orders\"} 0",
-        "safemap_deletes_total{map=\"orders\",outcome=\"deleted\"} 0",
-        "safemap_breaker_open{map=\"orders\"} 0",
+        "safemap_entries{map=\"fresh\"} 0",
+        "safemap_deletes_total{map=\"fresh\",outcome=\"deleted\"} 0",
+        "safemap_breaker_open{map=\"fresh\"} 0",
     ] {
         assert!(m.contains(family), "missing {family} in\n{m}");
     }
