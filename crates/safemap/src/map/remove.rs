@@ -170,9 +170,14 @@ where
                 rule: rule.to_owned(),
             });
         }
-        let now = Instant::now();
-        let breaker = self.breaker.as_ref().filter(|_| removal.breaker);
-        if let Some(breaker) = breaker {
+        // The clock is read only when a breaker applies: it is a measurable
+        // share of an unguarded removal.
+        let breaker = self
+            .breaker
+            .as_ref()
+            .filter(|_| removal.breaker)
+            .map(|breaker| (breaker, Instant::now()));
+        if let Some((breaker, now)) = breaker {
             breaker
                 .admit(now)
                 .map_err(|retry_after| DeleteError::BreakerOpen { retry_after })?;
@@ -195,7 +200,7 @@ where
         let previous_revision = current.revision;
         self.table.unpublish(lock, key, guard);
         let audit_id = draft.and_then(|draft| lock.append(draft));
-        if let Some(breaker) = breaker {
+        if let Some((breaker, now)) = breaker {
             breaker.record(now);
         }
         Ok(Removed {
