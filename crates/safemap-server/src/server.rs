@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::LimitedListener;
-use crate::routes::{audit, entries, ops, plans, tokens, watch};
+use crate::routes::{audit, entries, ops, plans, restore, tokens, watch};
 use crate::state::{AppState, Shared};
 use crate::trace::TraceCtx;
 
@@ -72,7 +72,11 @@ pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/v1/maps/{map}/delete-plans/{plan_id}/execute",
             post(plans::execute_plan),
         ),
-        (Method::POST, "/v1/maps/{map}/restore", post(plans::restore)),
+        (
+            Method::POST,
+            "/v1/maps/{map}/restore",
+            post(restore::restore),
+        ),
         (Method::GET, "/v1/maps/{map}/watch", get(watch::watch)),
         (Method::GET, "/v1/audit", get(audit::audit)),
         (Method::POST, "/v1/tokens", post(tokens::create)),

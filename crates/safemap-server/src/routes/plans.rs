@@ -1,4 +1,4 @@
-//! Delete plans (two-step bulk deletion) and restore.
+//! Delete plans (two-step bulk deletion).
 //!
 //! Plans live in the library's memory: a restart forgets plans that were not
 //! executed (the client plans again; nothing was deleted).
@@ -7,16 +7,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use safemap::{AuditId, ExecuteError, PlanId, RestoreError, RestoreReport, Selector};
+use safemap::{ExecuteError, PlanId, Selector};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{reason_of, rfc3339};
 use crate::config::is_json_pointer;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{
-    ADMIN, Authed, DELETE, JsonBody, MapName, Params, Trace, header_str, param, reason,
-};
+use crate::extract::{Authed, DELETE, JsonBody, MapName, Params, Trace, header_str, param, reason};
 use crate::names::check_key;
 use crate::state::AppState;
 use crate::storage::Target;
@@ -192,81 +190,4 @@ pub async fn execute_plan(
         "audit_ids": ids,
     }))
     .into_response())
-}
-
-/// Body of a restore: exactly one of `audit_id`, `plan_id`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreBody {
-    audit_id: Option<u64>,
-    plan_id: Option<String>,
-}
-
-/// `POST /v1/maps/{map}/restore` (admin) with `X-Reason`.
-pub async fn restore(
-    a: Authed<ADMIN>,
-    State(st): State<AppState>,
-    Trace(trace): Trace,
-    MapName(map): MapName,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<RestoreBody>,
-) -> ApiResult<Response> {
-    let text = reason(&headers, true)?;
-    let which = match (body.audit_id, body.plan_id) {
-        (Some(id), None) => Ok(id),
-        (None, Some(p)) => Err(p),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "give exactly one of audit_id and plan_id",
-            ));
-        }
-    };
-    let m = st.map(&map).ok_or_else(|| no_map(&map))?;
-    st.check_writable()?;
-    let why = reason_of(text, &a.0, &trace);
-    let result: Result<RestoreReport<String>, RestoreError> = match &which {
-        Ok(id) => m.restore(AuditId::new(*id), why),
-        Err(p) => match p.parse::<PlanId>() {
-            Ok(plan) => m.restore_plan(plan, why),
-            Err(_) => Err(RestoreError::NotFound),
-        },
-    };
-    let report = result.map_err(|e| match e {
-        RestoreError::NotFound => ApiError::not_found(match &which {
-            Ok(id) => format!("no delete with audit id {id} in map {map:?}"),
-            Err(p) => format!("no deletes of plan {p:?} in map {map:?}"),
-        }),
-        RestoreError::RetentionExpired => ApiError::new(
-            StatusCode::GONE,
-            "retention_expired",
-            "the deleted value is past the map's retention and can no longer be restored",
-        ),
-        RestoreError::NotADelete => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_delete",
-            "only deletes can be restored; this audit record is a put or restore",
-        ),
-        RestoreError::ReasonRequired => {
-            ApiError::bad_request("reason_required", "X-Reason is required")
-        }
-        RestoreError::ReasonTooLong => {
-            ApiError::bad_request("reason_too_long", "X-Reason is too long")
-        }
-        other => ApiError::internal(other.to_string()),
-    })?;
-    if let Some(max) = report.restored.iter().map(|(_, r)| *r).max() {
-        st.durable(Target::Revision(max.get())).await?;
-    }
-    let restored: Vec<Value> = report
-        .restored
-        .iter()
-        .map(|(k, r)| json!({"key": k, "revision": r.get()}))
-        .collect();
-    let skipped: Vec<Value> = report
-        .skipped
-        .iter()
-        .map(|(k, why)| json!({"key": k, "why": why.as_str()}))
-        .collect();
-    Ok(Json(json!({"restored": restored, "skipped": skipped})).into_response())
 }
