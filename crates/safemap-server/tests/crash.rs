@@ -57,6 +57,8 @@ struct Book {
     /// (key, op, revision) of every acknowledged write.
     acked_writes: Vec<(String, &'static str, u64)>,
     max_acked_revision: u64,
+    /// Highest revision any reader saw (lists may show writes in flight).
+    max_seen_revision: u64,
 }
 
 struct Server {
@@ -185,7 +187,43 @@ async fn verify(http: &reqwest::Client, s: &Server, book: &mut Book) {
         "revision went backwards: {rev} <= {}",
         book.max_acked_revision
     );
+    // Never reused: not even a revision a reader saw before it was durable.
+    assert!(
+        rev > book.max_seen_revision,
+        "revision {rev} reused: a reader saw revision {} before the crash",
+        book.max_seen_revision
+    );
     book.max_acked_revision = rev;
+    book.max_seen_revision = rev;
+}
+
+/// Lists the map over and over, noting the highest revision it sees.
+async fn reader(http: reqwest::Client, url: String, token: String, book: Arc<Mutex<Book>>) {
+    loop {
+        let Ok(r) = http
+            .get(format!("{url}/v1/maps/{MAP}/keys?limit=1000"))
+            .bearer_auth(&token)
+            .send()
+            .await
+        else {
+            return;
+        };
+        let Ok(v) = r.json::<Value>().await else {
+            return;
+        };
+        let max = v["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["revision"].as_u64())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        let mut b = book.lock().unwrap();
+        b.max_seen_revision = b.max_seen_revision.max(max);
+    }
 }
 
 async fn writer(
@@ -302,6 +340,12 @@ async fn acknowledged_writes_survive_kill_9() {
                 book.clone(),
             )));
         }
+        tasks.push(tokio::spawn(reader(
+            http.clone(),
+            s.url.clone(),
+            s.token.clone(),
+            book.clone(),
+        )));
         // Kill at a random moment once this cycle has at least one acknowledged
         // write (so a slow machine cannot make a cycle vacuous).
         let waiting = std::time::Instant::now();

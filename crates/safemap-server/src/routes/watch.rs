@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, MapName, Q, READ, header_str};
 use crate::state::AppState;
+use crate::storage::Target;
 
 /// Query of a watch.
 #[derive(Debug, Deserialize)]
@@ -74,46 +75,63 @@ pub async fn watch(
     })?;
     let prefix = p.prefix.unwrap_or_default();
     let shutdown = st.shutdown.clone();
+    let storage = st.storage.clone();
     let events = stream::unfold(
         (watcher, shutdown, prefix, false),
-        |(mut w, mut stop, prefix, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                if *stop.borrow() {
+        move |(mut w, mut stop, prefix, done)| {
+            let storage = storage.clone();
+            async move {
+                if done {
                     return None;
                 }
-                let next = tokio::select! {
-                    e = w.next() => e,
-                    _ = stop.changed() => return None,
-                };
-                match next {
-                    Ok(rec) => {
-                        if !rec.key.starts_with(&prefix) {
-                            continue;
-                        }
-                        let mut data = json!({
-                            "op": rec.op.as_str(),
-                            "key": rec.key,
-                            "revision": rec.revision.get(),
-                        });
-                        if matches!(rec.op, Op::Put | Op::Restore)
-                            && let Some(v) = &rec.value
-                        {
-                            data["value"] = v.clone();
-                        }
-                        let ev = Event::default()
-                            .id(rec.revision.get().to_string())
-                            .data(data.to_string());
-                        return Some((Ok::<_, Infallible>(ev), (w, stop, prefix, false)));
+                loop {
+                    if *stop.borrow() {
+                        return None;
                     }
-                    Err(e) => {
-                        let ev = Event::default().event("error").data(
+                    let next = tokio::select! {
+                        e = w.next() => e,
+                        _ = stop.changed() => return None,
+                    };
+                    match next {
+                        Ok(rec) => {
+                            if !rec.key.starts_with(&prefix) {
+                                continue;
+                            }
+                            // Only durable events are sent: a watcher never sees a
+                            // write that a crash could take back.
+                            let durable = tokio::select! {
+                                d = storage.wait_durable(Target::AuditId(rec.id.get())) => d,
+                                _ = stop.changed() => return None,
+                            };
+                            if durable.is_err() {
+                                let ev = Event::default().event("error").data(
+                                json!({"error": {"code": "storage_unavailable", "message": "storage failed; the stream ends", "details": {}}})
+                                    .to_string(),
+                            );
+                                return Some((Ok(ev), (w, stop, prefix, true)));
+                            }
+                            let mut data = json!({
+                                "op": rec.op.as_str(),
+                                "key": rec.key,
+                                "revision": rec.revision.get(),
+                            });
+                            if matches!(rec.op, Op::Put | Op::Restore)
+                                && let Some(v) = &rec.value
+                            {
+                                data["value"] = v.clone();
+                            }
+                            let ev = Event::default()
+                                .id(rec.revision.get().to_string())
+                                .data(data.to_string());
+                            return Some((Ok::<_, Infallible>(ev), (w, stop, prefix, false)));
+                        }
+                        Err(e) => {
+                            let ev = Event::default().event("error").data(
                             json!({"error": {"code": "compacted", "message": e.to_string(), "details": {}}})
                                 .to_string(),
                         );
-                        return Some((Ok(ev), (w, stop, prefix, true)));
+                            return Some((Ok(ev), (w, stop, prefix, true)));
+                        }
                     }
                 }
             }
