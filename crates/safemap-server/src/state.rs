@@ -21,12 +21,6 @@ use crate::storage::{
     Msg, Persist, Recovered, Storage, StorageError, StoredOp, StoredRecord, TokenOp,
 };
 
-/// How far the revision counter jumps after an unclean shutdown: more than
-/// the revisions that can be in flight (assigned, visible, not yet durable) at
-/// a crash. 2^24 leaves 2^29 crashes before revisions pass 2^53, the largest
-/// integer a JavaScript client reads exactly.
-pub const REVISION_SKIP_AFTER_CRASH: u64 = 1 << 24;
-
 /// The map type the server serves.
 pub type Map = SafeMap<String, Value>;
 /// The audit record type the server stores.
@@ -155,22 +149,17 @@ impl Shared {
             tokens,
             last_revision,
             last_audit_id,
-            unclean,
+            skipped_revisions: skip,
             ..
         } = rec;
         // Writes in flight at a crash were visible to readers (GET, list) for a
         // moment before they were durable. So that no client ever sees one
-        // revision number stand for two different writes, the counter skips
-        // over every revision such a write could have had.
-        let skip = if unclean && last_revision > 0 {
-            REVISION_SKIP_AFTER_CRASH
-        } else {
-            0
-        };
+        // revision number stand for two different writes, storage has moved the
+        // counter (`last_revision`) over every revision such a write could have had.
         if skip > 0 {
             tracing::warn!(
-                from = last_revision + 1,
-                to = last_revision + skip,
+                from = last_revision - skip + 1,
+                to = last_revision,
                 "skipping revisions after an unclean shutdown (writes in flight at the crash may have been read)"
             );
         }
@@ -187,7 +176,7 @@ impl Shared {
                 builder
                     .start_after(
                         Revision::new(if skip > 0 {
-                            last_revision + skip
+                            last_revision
                         } else {
                             first.revision.saturating_sub(1)
                         }),
@@ -198,10 +187,7 @@ impl Shared {
             ),
             _ => (
                 builder
-                    .start_after(
-                        Revision::new(last_revision + skip),
-                        AuditId::new(last_audit_id),
-                    )
+                    .start_after(Revision::new(last_revision), AuditId::new(last_audit_id))
                     .build(),
                 if last_revision == 0 {
                     0

@@ -98,7 +98,18 @@ pub struct Recovered {
     pub skipped_rows: usize,
     /// The data directory was new (no database file existed).
     pub fresh: bool,
+    /// Revisions skipped because the previous process died (already added to
+    /// `last_revision`, and made durable before serving).
+    pub skipped_revisions: u64,
 }
+
+/// How far the revision counter jumps after an unclean shutdown: more than
+/// the revisions that can be in flight (assigned and visible to readers, not
+/// yet durable) at a crash. 2^24 leaves 2^29 crashes before revisions pass
+/// 2^53, the largest integer a JavaScript client reads exactly. The jump is
+/// written to `meta` before serving, so a second crash before any new commit
+/// jumps again from there.
+pub const REVISION_SKIP_AFTER_CRASH: u64 = 1 << 24;
 
 /// Handle to the storage; cheap to clone.
 #[derive(Clone)]
@@ -156,6 +167,10 @@ impl Storage {
         let mut rec = Self::recover(&db, retention)?;
         rec.fresh = fresh;
         rec.repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
+        if rec.unclean && rec.last_revision > 0 {
+            rec.skipped_revisions = REVISION_SKIP_AFTER_CRASH;
+            rec.last_revision += REVISION_SKIP_AFTER_CRASH;
+        }
         let state = Durable {
             audit_id: rec.last_audit_id,
             revision: rec.last_revision,
@@ -426,6 +441,15 @@ mod tests {
             }
         };
         assert!(r.unclean);
+        assert_eq!(r.last_revision, 13 + REVISION_SKIP_AFTER_CRASH);
+        // A second crash before any new commit jumps again from the first jump.
+        let r = loop {
+            match Storage::open(dir.path(), week) {
+                Ok((_s, r)) => break r,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        assert_eq!(r.last_revision, 13 + 2 * REVISION_SKIP_AFTER_CRASH);
     }
 }
 
