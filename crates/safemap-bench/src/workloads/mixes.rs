@@ -3,13 +3,16 @@
 //! rapid-grow (5/80/5/10), prefilled as conc-map-bench does (75 % of the
 //! initial capacity for read-heavy and exchange, empty for rapid-grow).
 //! The initial capacity is 2^20 here rather than conc-map-bench's 2^25, to
-//! fit a 2-core machine shared with others. Throughput is computed from
-//! bustle's `spent` (its own `throughput` field misreads tiny runs); each
+//! fit a 2-core machine shared with others. Throughput is measured by the
+//! worker threads themselves (first to last mix operation, see
+//! [`super::mix_clock`]) rather than by bustle's main thread, which a loaded
+//! machine can schedule late; bustle's `spent` is the fallback. Each
 //! figure is the median of `repeats` runs after one discarded warm-up run
 //! at a quarter of the operations.
 
 use serde::{Deserialize, Serialize};
 
+use super::mix_clock::{Stopwatch, Timed};
 use crate::peers;
 use crate::progress::Progress;
 use crate::stats::median;
@@ -83,7 +86,7 @@ fn runner<C: bustle::Collection>() -> Runner
 where
     <C::Handle as bustle::CollectionHandle>::Key: Send + std::fmt::Debug,
 {
-    |w| w.run_silently::<C>()
+    |w| w.run_silently::<Timed<C>>()
 }
 
 /// Variants in report order: (name, single-thread only, runner).
@@ -152,11 +155,24 @@ pub fn run_one(
     // Warm-up: one discarded run at a quarter of the operations.
     let mut warm = w;
     warm.operations(cfg.ops as f64 / capacity / 4.0);
-    let _ = runner(&warm);
+    {
+        let _watch = Stopwatch::arm(threads, 0);
+        let _ = runner(&warm);
+    }
+    // As bustle computes them (same expressions, so the counts match exactly).
+    let total_ops = (capacity * (cfg.ops as f64 / capacity)) as usize;
+    let per_thread = (total_ops / threads) as u64;
     let figures: Vec<f64> = (0..cfg.repeats.max(1))
         .map(|_| {
+            let watch = Stopwatch::arm(threads, per_thread);
             let m = runner(&w);
-            m.total_ops as f64 / m.spent.as_secs_f64().max(1e-9)
+            // The workers' own window when every one finished; bustle's `spent` otherwise.
+            match watch.window() {
+                Some(window) => {
+                    (per_thread * threads as u64) as f64 / window.as_secs_f64().max(1e-9)
+                }
+                None => m.total_ops as f64 / m.spent.as_secs_f64().max(1e-9),
+            }
         })
         .collect();
     Some(Row {

@@ -6,5 +6,6 @@
 pub mod delete_cost;
 pub mod incident;
 pub mod memory;
+pub mod mix_clock;
 pub mod mixes;
 pub mod server;
