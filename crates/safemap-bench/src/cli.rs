@@ -385,6 +385,12 @@ fn run_server(a: &ServerArgs, p: &Progress, out: &Out, r: &mut Results) {
         cfg.connections, cfg.client_threads, cfg.duration
     ));
     let (rows, skipped) = server::run(&cfg, p, |row| out.row("server", row));
+    let versions = server::versions(&cfg);
+    if let Some(c) = r.server_config.as_mut()
+        && !versions.is_empty()
+    {
+        c.push_str(&format!(" Versions: {}.", versions.join("; ")));
+    }
     r.server = rows;
     r.skipped.extend(skipped);
 }

@@ -85,6 +85,22 @@ impl Drop for Scratch {
     }
 }
 
+/// The versions of the servers that are installed, for the report.
+pub fn versions(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for program in ["etcd", "redis-server"] {
+        if procs::on_path(program)
+            && let Some(v) = procs::version_of(Path::new(program))
+        {
+            out.push(v);
+        }
+    }
+    if let Some(bin) = procs::find_safemap(cfg.safemap_bin.as_deref()) {
+        out.push(format!("safemap server at {}", bin.display()));
+    }
+    out
+}
+
 /// Run the workload; returns the rows and the parts skipped (with why).
 pub fn run(
     cfg: &Config,

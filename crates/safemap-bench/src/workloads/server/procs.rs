@@ -195,6 +195,20 @@ pub fn start_safemap(bin: &Path, dir: &Path) -> Result<Server, String> {
     Ok(server)
 }
 
+/// The first line `program --version` prints, if it runs.
+pub fn version_of(program: &Path) -> Option<String> {
+    let out = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+}
+
 /// The safemap server binary: `explicit`, else `SAFEMAP_BIN`, else `safemap`
 /// next to this binary, else on the PATH.
 pub fn find_safemap(explicit: Option<&Path>) -> Option<PathBuf> {
