@@ -6,8 +6,8 @@
 # a crash, a missing line or a malformed report fails this script.
 #
 # The server workload runs only with SAFEMAP_BENCH_SERVERS=1 (it may
-# apt-get etcd-server and redis-server, and wants the `safemap` server
-# binary next to safemap-bench or in SAFEMAP_BIN).
+# apt-get etcd-server and redis-server, and builds the `safemap` server
+# binary unless SAFEMAP_BIN names one).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,6 +52,10 @@ grep -q '<svg' "$out/report/bench-charts/memory.svg"
 echo "ci-smoke: report ok"
 
 if [ "${SAFEMAP_BENCH_SERVERS:-0}" = 1 ]; then
+  # The safemap server from this tree (skipped with a message if it does not build).
+  if [ -z "${SAFEMAP_BIN:-}" ] && cargo build -q -p safemap-server; then
+    export SAFEMAP_BIN="$target/debug/safemap"
+  fi
   "$bin" server --connections 4 --duration 1s --json --quiet > "$out/server.jsonl"
   n=$(grep -c '^{' "$out/server.jsonl" || true)
   echo "ci-smoke: server ok ($n lines; servers that could not start are listed above as skipped)"
