@@ -19,6 +19,9 @@ pub struct ApiError {
     pub details: Value,
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
+    /// Whether the answer must close an HTTP/1 connection (the request body
+    /// was refused unread, so the connection cannot carry another request).
+    pub close_connection: bool,
 }
 
 /// Result type of handlers.
@@ -33,6 +36,7 @@ impl ApiError {
             message: message.into(),
             details: json!({}),
             retry_after: None,
+            close_connection: false,
         }
     }
 
@@ -43,6 +47,13 @@ impl ApiError {
     }
 
     /// Adds a `Retry-After` header (seconds, at least 1).
+    /// Closes the HTTP/1 connection after this answer (`Connection: close`, RFC 9112 §9.6).
+    pub fn closing_connection(mut self) -> Self {
+        self.close_connection = true;
+        self
+    }
+
+    /// Adds a `Retry-After` header.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
         self
@@ -109,6 +120,10 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close_connection {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp.extensions_mut().insert(ErrorCode(self.code));
         resp

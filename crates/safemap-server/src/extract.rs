@@ -182,13 +182,22 @@ pub struct JsonBody<T>(pub T);
 
 /// Reads the body as bytes within the configured limit.
 pub async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    // An HTTP/1 connection whose body is refused unread must close, or a client
+    // may reuse it and hit a broken pipe; HTTP/2 streams are independent (and
+    // forbid the `Connection` header).
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
     let too_large = || {
-        ApiError::new(
+        let error = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request body exceeds {limit} bytes"),
         )
-        .with_details(serde_json::json!({"limit_bytes": limit}))
+        .with_details(serde_json::json!({"limit_bytes": limit}));
+        if http1 {
+            error.closing_connection()
+        } else {
+            error
+        }
     };
     if let Some(len) = req
         .headers()

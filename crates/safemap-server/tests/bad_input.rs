@@ -329,3 +329,33 @@ async fn slow_headers_are_cut_off() {
     let (st, _) = sj(s.req(Method::GET, "/healthz", None).send().await.unwrap()).await;
     assert_eq!(st, 200);
 }
+
+/// Regression: a 413 answered before the body was read left the HTTP/1
+/// connection open without saying it would close, so a client that reused it
+/// for the next request got a broken pipe (seen as a flaky CI run).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_oversized_body_closes_the_http1_connection() {
+    let s = TestServer::start().await;
+    let resp = s
+        .admin(Method::PUT, "/v1/maps/m/keys/k")
+        .body(vec![b' '; 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    assert_eq!(
+        resp.headers()
+            .get("connection")
+            .map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
+    // The next request on the same client goes through.
+    let (st, _) = sj(s
+        .admin(Method::PUT, "/v1/maps/m/keys/k")
+        .body("1")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(st, 201);
+}
