@@ -161,3 +161,54 @@ fn stats_count_reads_and_writes() {
         (2, 1, 1, 1)
     );
 }
+
+#[test]
+fn an_earlier_life_that_is_not_held_is_compacted_not_silently_skipped() {
+    let journal = Journal::builder()
+        .start_after(Revision::new(500), AuditId::new(70))
+        .build();
+    let map: SafeMap<String, u32> = SafeMap::builder().journal(journal.clone()).build();
+    assert_eq!(
+        map.watch(Some(Revision::new(10))).err(),
+        Some(safemap::WatchError::Compacted {
+            oldest: Revision::new(501)
+        })
+    );
+    assert_eq!(
+        map.restore(AuditId::new(5), "undo"),
+        Err(safemap::RestoreError::RetentionExpired)
+    );
+    assert!(map.watch(Some(Revision::new(501))).is_ok());
+}
+
+#[test]
+fn loaded_records_are_watchable_and_what_precedes_them_is_compacted() {
+    let original: SafeMap<String, u32> = SafeMap::new();
+    for i in 0..5 {
+        let _ = original.insert(format!("k{i}"), i);
+    }
+    let held: Vec<_> = original
+        .journal()
+        .unwrap()
+        .query(&AuditQuery::default())
+        .iter()
+        .skip(2)
+        .map(|r| (**r).clone())
+        .collect();
+    let revived = Journal::builder()
+        .start_after(Revision::new(2), AuditId::new(2))
+        .build();
+    assert_eq!(revived.load(held), 3);
+    let map: SafeMap<String, u32> = SafeMap::builder().journal(revived).build();
+    assert_eq!(
+        map.watch(Some(Revision::new(2))).err(),
+        Some(safemap::WatchError::Compacted {
+            oldest: Revision::new(3)
+        })
+    );
+    let mut from_three = map.watch(Some(Revision::new(3))).unwrap();
+    assert_eq!(
+        from_three.try_next().unwrap().unwrap().revision,
+        Revision::new(3)
+    );
+}

@@ -133,7 +133,10 @@ impl<K, V> JournalBuilder<K, V> {
     }
 
     /// Continues the counters of an earlier life: the next revision is above
-    /// `last_revision`, the next audit id above `last_audit_id`.
+    /// `last_revision`, the next audit id above `last_audit_id`. The earlier
+    /// life's records count as evicted (a watch from an older revision is
+    /// `Compacted`, a restore of an older id `RetentionExpired`) except those put
+    /// back with [`Journal::load`].
     pub fn start_after(mut self, last_revision: Revision, last_audit_id: AuditId) -> Self {
         self.last_revision = last_revision;
         self.last_id = last_audit_id;
@@ -154,8 +157,10 @@ impl<K, V> JournalBuilder<K, V> {
                     last_id: self.last_id.get(),
                     records: VecDeque::new(),
                     evicted: 0,
-                    evicted_through_id: 0,
-                    evicted_through_revision: 0,
+                    // An earlier life's records are not held (until loaded):
+                    // a watch or restore that needs them must say so.
+                    evicted_through_id: self.last_id.get(),
+                    evicted_through_revision: self.last_revision.get(),
                 }),
                 recording: self.recording,
                 retention: self.retention,
@@ -321,6 +326,9 @@ impl<K, V> Journal<K, V> {
             if state.records.is_empty() {
                 // Keep the contiguity invariant: the first held id follows last_id.
                 state.last_id = record.id.get() - 1;
+                // What comes before the first loaded record is not held.
+                state.evicted_through_id = record.id.get() - 1;
+                state.evicted_through_revision = record.revision.get().saturating_sub(1);
             } else if record.id.get() != state.last_id + 1 {
                 // A gap (records lost to eviction on disk): restart the window here.
                 state.evicted_through_id = state.last_id;
