@@ -104,9 +104,11 @@ impl Breaker {
         Some((oldest_blocking + self.window).saturating_duration_since(now))
     }
 
-    /// Whether one more removal may happen now; `Err(retry_after)` if not.
-    /// Called under the write lock, before the removal; counts a trip when the
-    /// breaker goes from closed to open.
+    /// Admits and counts one more removal at `now`, or answers
+    /// `Err(retry_after)`; counts a trip when the breaker goes from closed to
+    /// open. Admitting and counting are one step under the breaker's mutex, so
+    /// parallel removals never admit more than `max` per window; the caller
+    /// calls it only once nothing can make its removal fail.
     pub(crate) fn admit(&self, now: Instant) -> Result<(), Duration> {
         let mut recent = self.recent.lock();
         self.prune(&mut recent, now);
@@ -115,6 +117,7 @@ impl Breaker {
                 // Relaxed: `open` is a reported flag; the decision above is made
                 // under the mutex, not from the flag.
                 self.open.store(false, Ordering::Relaxed);
+                recent.push_back(now);
                 Ok(())
             }
             Some(wait) => {
@@ -124,11 +127,6 @@ impl Breaker {
                 Err(wait.max(Duration::from_millis(1)))
             }
         }
-    }
-
-    /// Counts a successful removal made at `now`.
-    pub(crate) fn record(&self, now: Instant) {
-        self.recent.lock().push_back(now);
     }
 
     /// Counts removals of an earlier life (wall-clock times), so that a restart
@@ -173,9 +171,7 @@ mod tests {
         let breaker = Breaker::new(2, Duration::from_secs(10));
         let t0 = Instant::now();
         assert!(breaker.admit(t0).is_ok());
-        breaker.record(t0);
         assert!(breaker.admit(t0 + Duration::from_secs(1)).is_ok());
-        breaker.record(t0 + Duration::from_secs(1));
         let wait = breaker.admit(t0 + Duration::from_secs(2)).unwrap_err();
         assert_eq!(wait, Duration::from_secs(8));
         assert!(breaker.admit(t0 + Duration::from_secs(10)).is_ok());

@@ -37,26 +37,35 @@
 //!   linearizable: they never wait for a writer, a resize, a bulk removal or an
 //!   iteration, and they see an entry's value together with the revision that
 //!   wrote it.
-//! * **Writes** (puts, removals, restores, plan executions) are serialised by
-//!   the write lock of the map's [`Journal`] (shared by every map attached to
-//!   that journal). Under that lock a write checks its condition (expected
-//!   revision, absence, deny rules, breaker), draws the next revision, publishes
-//!   the new entry, and appends its audit record. So conditional writes are
-//!   truly atomic: exactly those whose condition held at their linearization
-//!   point succeed.
-//! * **Revisions** come from one counter per journal; they strictly increase in
-//!   the order writes take effect, and audit ids increase with them. A write
-//!   with revision r happens-before any read that returns revision r, and before
-//!   [`SafeMap::current_revision`] returns r or more.
+//! * **Writes** (puts, removals, restores, plan executions) to the same key
+//!   are serialised by that key's lock; writes to different keys run in
+//!   parallel. Holding its key's lock a write checks its condition (expected
+//!   revision, absence, deny rules, breaker), then claims the next revision
+//!   from the map's [`Journal`] (with its audit record, in one short critical
+//!   section), then publishes the new entry. So conditional writes are truly
+//!   atomic: exactly those whose condition held at their linearization point
+//!   succeed, and deny rules judge exactly the value that is removed.
+//! * **Revisions** come from one counter per journal (shared by every map
+//!   attached to it); two writes to one key take revisions in the order they
+//!   take effect, and audit ids increase with revisions. A write with revision
+//!   r happens-before any read that returns revision r.
+//!   [`SafeMap::current_revision`] is the *published* revision: every write up
+//!   to it is visible, none is in flight below it, and a write that returned
+//!   is covered by it.
+//! * **The journal** always records removals and restores (with the removed
+//!   value, for restore); puts are recorded while a watcher is registered, when
+//!   a sink is attached, or with [`Builder::record_puts`]. A watch from a
+//!   revision whose put went unrecorded answers `Compacted`, as etcd does.
 //! * **Iteration** ([`Pinned::iter`]) is weakly consistent: an entry present for
 //!   the whole iteration is yielded exactly once; one inserted or removed during
 //!   it may or may not be. Inserting and removing while iterating, on the same
 //!   thread or others, is allowed and never deadlocks or panics.
 //! * **Snapshots** ([`SafeMap::snapshot`]) are a consistent copy at one
-//!   revision; they cost O(n) and hold up writers (not readers) while copying.
+//!   revision; they cost O(n), wait for writes in flight, and hold up writers
+//!   (not readers) while copying.
 //! * **Watchers** ([`SafeMap::watch`]) receive a map's writes in revision
-//!   order with no gap and no duplicate; a write's event is appended only after
-//!   the write is visible to readers.
+//!   order with no gap and no duplicate; a write's event is delivered only
+//!   after the write is visible to readers (its revision is published).
 //!
 //! # Deleting safely
 //!

@@ -27,8 +27,41 @@
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use parking_lot::{Mutex, MutexGuard};
 
+/// A condition variable over [`Mutex`]: parking_lot's, or shuttle's in a model.
+#[cfg(not(feature = "shuttle"))]
+pub(crate) struct Condvar(parking_lot::Condvar);
+
+#[cfg(not(feature = "shuttle"))]
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(parking_lot::Condvar::new())
+    }
+
+    /// Releases `guard`'s lock, sleeps until notified, locks again.
+    pub(crate) fn wait<'a, T>(&self, mut guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.0.wait(&mut guard);
+        guard
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
+/// A point at which the model checker may switch threads; nothing otherwise.
+/// Placed where our protocol has a window that no lock acquisition marks (a
+/// revision claimed but its write not yet published), so that shuttle explores
+/// other threads acting inside it.
+#[inline(always)]
+pub(crate) fn switch_point() {
+    #[cfg(feature = "shuttle")]
+    if shuttle::current::try_get_current_task().is_some() {
+        shuttle::thread::yield_now();
+    }
+}
+
 #[cfg(feature = "shuttle")]
-pub(crate) use model::{Mutex, MutexGuard};
+pub(crate) use model::{Condvar, Mutex, MutexGuard};
 
 #[cfg(feature = "shuttle")]
 mod model {
@@ -67,6 +100,45 @@ mod model {
                     MutexGuard::Model(m.lock().unwrap_or_else(PoisonError::into_inner))
                 }
                 Mutex::Real(m) => MutexGuard::Real(m.lock()),
+            }
+        }
+    }
+
+    /// shuttle's condition variable inside a shuttle execution, parking_lot's
+    /// outside (paired with the same kind of [`Mutex`]).
+    pub(crate) enum Condvar {
+        Model(shuttle::sync::Condvar),
+        Real(parking_lot::Condvar),
+    }
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            if shuttle::current::try_get_current_task().is_some() {
+                Condvar::Model(shuttle::sync::Condvar::new())
+            } else {
+                Condvar::Real(parking_lot::Condvar::new())
+            }
+        }
+
+        pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            match (self, guard) {
+                (Condvar::Model(cv), MutexGuard::Model(g)) => {
+                    MutexGuard::Model(cv.wait(g).unwrap_or_else(PoisonError::into_inner))
+                }
+                (Condvar::Real(cv), MutexGuard::Real(mut g)) => {
+                    cv.wait(&mut g);
+                    MutexGuard::Real(g)
+                }
+                _ => unreachable!("a condvar and its mutex are made in the same context"),
+            }
+        }
+
+        pub(crate) fn notify_all(&self) {
+            match self {
+                Condvar::Model(cv) => cv.notify_all(),
+                Condvar::Real(cv) => {
+                    cv.notify_all();
+                }
             }
         }
     }

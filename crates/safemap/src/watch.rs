@@ -40,7 +40,7 @@ impl<K, V> Watcher<K, V> {
             return Err(WatchError::JournalDisabled);
         }
         let next_id = journal
-            .start_id_for(from)
+            .register_watcher(from)
             .map_err(|oldest| WatchError::Compacted { oldest })?;
         Ok(Watcher {
             journal,
@@ -96,5 +96,12 @@ impl<K, V> Watcher<K, V> {
             }
             listener.await;
         }
+    }
+}
+
+impl<K, V> Drop for Watcher<K, V> {
+    /// Puts stop being recorded for this watcher (others may still need them).
+    fn drop(&mut self) {
+        self.journal.unregister_watcher();
     }
 }

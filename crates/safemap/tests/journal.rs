@@ -57,7 +57,7 @@ fn every_successful_write_has_exactly_one_record_and_refusals_none() {
 
 #[test]
 fn queries_filter_by_map_key_plan_and_page_after_an_id() {
-    let journal = Journal::new();
+    let journal = Journal::builder().record_puts(true).build();
     let a: SafeMap<String, u32> = SafeMap::builder()
         .name("a")
         .journal(journal.clone())
@@ -93,7 +93,7 @@ fn queries_filter_by_map_key_plan_and_page_after_an_id() {
 
 #[test]
 fn the_size_cap_evicts_the_oldest_and_counts_it() {
-    let journal = Journal::builder().capacity(10).build();
+    let journal = Journal::builder().capacity(10).record_puts(true).build();
     let map: SafeMap<u32, u32> = SafeMap::builder().journal(journal.clone()).build();
     let first = map.insert(0, 0).audit_id().unwrap();
     for i in 1..25 {
@@ -109,6 +109,7 @@ fn the_size_cap_evicts_the_oldest_and_counts_it() {
 fn a_journal_started_after_an_earlier_life_continues_its_counters() {
     let journal = Journal::builder()
         .start_after(Revision::new(500), AuditId::new(70))
+        .record_puts(true)
         .build();
     let map: SafeMap<String, u32> = SafeMap::builder().journal(journal.clone()).build();
     let w = map.insert("a".into(), 1);
@@ -120,7 +121,10 @@ fn a_journal_started_after_an_earlier_life_continues_its_counters() {
 fn loaded_records_and_entries_come_back_without_the_sink() {
     let sink = Arc::new(Collect::default());
     let journal = Journal::builder().sink(sink.clone()).build();
-    let original: SafeMap<String, u32> = SafeMap::builder().journal(journal.clone()).build();
+    let original: SafeMap<String, u32> = SafeMap::builder()
+        .name("orders")
+        .journal(journal.clone())
+        .build();
     let _ = original.insert("a".into(), 1);
     let removed = original.remove("a", "x").unwrap();
     let records: Vec<_> = journal
@@ -132,7 +136,11 @@ fn loaded_records_and_entries_come_back_without_the_sink() {
     let sink2 = Arc::new(Collect::default());
     let revived = Journal::builder().sink(sink2.clone()).build();
     assert_eq!(revived.load(records), 2);
-    let map: SafeMap<String, u32> = SafeMap::builder().journal(revived.clone()).build();
+    // The map that owns the loaded records is the one with their name.
+    let map: SafeMap<String, u32> = SafeMap::builder()
+        .name("orders")
+        .journal(revived.clone())
+        .build();
     map.load_entry("b".into(), 5, Revision::new(9), Revision::new(9), 1);
     assert!(sink2.0.lock().is_empty());
     assert_eq!(map.current_revision(), Revision::new(9));
@@ -183,7 +191,8 @@ fn an_earlier_life_that_is_not_held_is_compacted_not_silently_skipped() {
 
 #[test]
 fn loaded_records_are_watchable_and_what_precedes_them_is_compacted() {
-    let original: SafeMap<String, u32> = SafeMap::new();
+    let original: SafeMap<String, u32> =
+        SafeMap::builder().name("orders").record_puts(true).build();
     for i in 0..5 {
         let _ = original.insert(format!("k{i}"), i);
     }
@@ -199,7 +208,7 @@ fn loaded_records_are_watchable_and_what_precedes_them_is_compacted() {
         .start_after(Revision::new(2), AuditId::new(2))
         .build();
     assert_eq!(revived.load(held), 3);
-    let map: SafeMap<String, u32> = SafeMap::builder().journal(revived).build();
+    let map: SafeMap<String, u32> = SafeMap::builder().name("orders").journal(revived).build();
     assert_eq!(
         map.watch(Some(Revision::new(2))).err(),
         Some(safemap::WatchError::Compacted {

@@ -57,7 +57,7 @@ struct System {
 
 impl System {
     fn new() -> Self {
-        let journal = Journal::new();
+        let journal = Journal::builder().record_puts(true).build();
         let build = |name: &str| {
             SafeMap::builder()
                 .name(name)

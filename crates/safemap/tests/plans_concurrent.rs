@@ -11,7 +11,7 @@ use safemap::{Op, Reason, SafeMap, Selector};
 fn exactly_the_keys_changed_before_their_removal_are_skipped() {
     let mut total_conflicts = 0;
     for round in 0..10u64 {
-        let map: SafeMap<String, u64> = SafeMap::new();
+        let map: SafeMap<String, u64> = SafeMap::builder().record_puts(true).build();
         let _ = map.refresh((0..3000u64).map(|i| (format!("k{i:05}"), i)));
         let plan = map.plan_remove(Selector::all());
         let planned: HashMap<String, safemap::Revision> = plan.keys().iter().cloned().collect();

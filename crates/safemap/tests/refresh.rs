@@ -42,7 +42,7 @@ fn refreshed_keys_are_never_absent_to_concurrent_readers() {
 
 #[test]
 fn refresh_gives_each_entry_its_own_revision_and_record() {
-    let map = SafeMap::new();
+    let map = SafeMap::builder().record_puts(true).build();
     let _ = map.insert("a", 0);
     let revisions = map.refresh([("a", 1), ("b", 2), ("c", 3)]);
     assert_eq!(revisions.len(), 3);

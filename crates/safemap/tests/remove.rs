@@ -19,7 +19,7 @@ fn removing_from_an_empty_map_is_not_found_and_journals_nothing() {
 
 #[test]
 fn removing_an_absent_key_changes_nothing_else() {
-    let map = SafeMap::new();
+    let map = SafeMap::builder().record_puts(true).build();
     let written = map.insert("a".to_string(), 1);
     assert_eq!(map.remove("b", why()), Err(DeleteError::NotFound));
     let entry = map.get("a").unwrap();
@@ -123,7 +123,7 @@ fn remove_if_on_an_absent_key_is_not_found() {
 
 #[test]
 fn the_revision_counter_never_goes_backwards_under_concurrent_writers() {
-    let map = SafeMap::new();
+    let map = SafeMap::builder().record_puts(true).build();
     std::thread::scope(|s| {
         for t in 0..4u64 {
             let map = &map;

@@ -28,7 +28,11 @@ use shuttle::thread;
 type Map = SafeMap<u32, u32, Fixed>;
 
 fn new_map() -> Arc<Map> {
-    Arc::new(with_rule(SafeMap::builder().hasher(Fixed::default())).build())
+    Arc::new(
+        with_rule(SafeMap::builder().hasher(Fixed::default()))
+            .record_puts(true)
+            .build(),
+    )
 }
 
 fn spawn_all<T: Send + 'static>(n: u32, body: impl Fn(u32) -> T + Send + Sync + 'static) -> Vec<T> {

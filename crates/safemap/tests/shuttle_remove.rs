@@ -6,11 +6,13 @@
 //! the removal must never be removed.
 //!
 //! Run with `cargo test -p safemap --features shuttle --test shuttle_remove`.
-//! Exhaustive tests explore every schedule at the map's locks (see
-//! `src/sync.rs` for what is modelled). The breaker and restore races have
-//! about 550 000 schedules each (3 minutes): CI samples 1000 PCT + 1000
-//! random ones and `SAFEMAP_PROOF_LONG=1` explores them all. The mixed test
-//! runs 500 PCT + 500 random schedules in CI, 20 000 + 20 000 in the long run.
+//! Since writes run in parallel, each has four scheduling points (its key's
+//! lock, the claim, the window between claim and publish, the completion),
+//! so even these small races have millions of schedules: CI samples 2000 PCT
+//! (depth 3) + 2000 random schedules per race (1000 + 1000 for the breaker
+//! and restore races) and `SAFEMAP_PROOF_LONG=1` explores every schedule
+//! (hours). The mixed test runs 500 PCT + 500 random schedules in CI,
+//! 20 000 + 20 000 in the long run.
 
 #![cfg(feature = "shuttle")]
 #![allow(clippy::unwrap_used)]
@@ -20,7 +22,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::explore::{Fixed, exhaustive, exhaustive_when_long, sampled};
+use common::explore::{Fixed, exhaustive_when_long, sampled};
 use safemap::{DeleteError, Op, Reason, RestoreError, SafeMap, Selector, Skip};
 use shuttle::thread;
 
@@ -38,6 +40,7 @@ fn guarded() -> Arc<Map> {
         SafeMap::builder()
             .hasher(Fixed::default())
             .deny_delete(RULE, |_k, v: &u32| vetoed(*v))
+            .record_puts(true)
             .build(),
     )
 }
@@ -63,7 +66,7 @@ fn assert_no_vetoed_value_removed(map: &Map) {
 
 #[test]
 fn n_threads_removing_one_key_exactly_one_wins_with_one_record() {
-    exhaustive(None, || {
+    exhaustive_when_long(2000, || {
         let map = guarded();
         let _ = map.insert(1, 5);
         let handles: Vec<_> = (0..3)
@@ -90,7 +93,7 @@ fn n_threads_removing_one_key_exactly_one_wins_with_one_record() {
 
 #[test]
 fn remove_if_and_replace_if_at_one_revision_exactly_one_succeeds() {
-    exhaustive(None, || {
+    exhaustive_when_long(2000, || {
         let map = guarded();
         let rev = map.insert(1, 5).revision();
         let a = Arc::clone(&map);
@@ -125,7 +128,7 @@ fn remove_if_and_replace_if_at_one_revision_exactly_one_succeeds() {
 /// update to a vetoed value either removes the old value or is vetoed.
 #[test]
 fn remove_racing_an_update_to_a_vetoed_value_never_removes_it() {
-    exhaustive(None, || {
+    exhaustive_when_long(2000, || {
         let map = guarded();
         let _ = map.insert(1, 5);
         let a = Arc::clone(&map);
@@ -148,7 +151,7 @@ fn remove_racing_an_update_to_a_vetoed_value_never_removes_it() {
 /// execution skip it: it is reported as a conflict, never removed.
 #[test]
 fn a_planned_key_updated_to_a_vetoed_value_is_skipped_not_removed() {
-    exhaustive(None, || {
+    exhaustive_when_long(2000, || {
         let map = guarded();
         for k in 0..3 {
             let _ = map.insert(k, 1);
@@ -186,7 +189,7 @@ fn a_planned_key_updated_to_a_vetoed_value_is_skipped_not_removed() {
 /// value at any point (before the plan, between plan and execution, during).
 #[test]
 fn plan_and_execute_racing_an_update_never_remove_a_vetoed_value() {
-    exhaustive(None, || {
+    exhaustive_when_long(2000, || {
         let map = guarded();
         let _ = map.insert(1, 4);
         let _ = map.insert(2, 4);
@@ -212,7 +215,7 @@ fn plan_and_execute_racing_an_update_never_remove_a_vetoed_value() {
 /// under it; an entry updated in between is kept (and counted as changed).
 #[test]
 fn retain_racing_an_update_to_a_vetoed_value_never_removes_it() {
-    exhaustive(None, || {
+    exhaustive_when_long(2000, || {
         let map = guarded();
         for k in 0..3 {
             let _ = map.insert(k, 2);
@@ -360,7 +363,7 @@ fn mixed_removals_and_updates_never_remove_a_vetoed_value() {
 /// already removed, never a key that is present, and each removal at most once.
 #[test]
 fn restore_plan_racing_the_plans_execution_never_overwrites() {
-    exhaustive(None, || {
+    exhaustive_when_long(2000, || {
         let map = guarded();
         for k in 0..3 {
             let _ = map.insert(k, 10 + k);

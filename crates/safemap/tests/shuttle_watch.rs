@@ -63,7 +63,7 @@ fn drain(map: &Map, watcher: &mut Watcher<u32, u32>, into: &mut Vec<Event<u32, u
 #[test]
 fn a_watcher_started_at_any_point_sees_later_writes_in_order_without_gaps() {
     sampled(common::scaled(1000, 50_000), || {
-        let journal: Journal<u32, u32> = Journal::new();
+        let journal: Journal<u32, u32> = Journal::builder().record_puts(true).build();
         let a = map_on(&journal, "a");
         let b = map_on(&journal, "b");
         let _ = a.insert(0, 1);

@@ -4,10 +4,12 @@
 //! incremental resizing and epoch-style reclamation (`seize`). It was chosen by
 //! measurement (see `docs/design.md`). This module is the only place that knows
 //! it: everything above sees [`Table`], whose mutating methods demand proof that
-//! the caller holds the map's write lock.
+//! the caller holds the key's lock ([`KeyLocks`]).
 
 mod counters;
+mod key_locks;
 mod table;
 
 pub(crate) use counters::ReadCounters;
+pub(crate) use key_locks::{KeyGuard, KeyLocks};
 pub(crate) use table::Table;

@@ -3,15 +3,16 @@ use std::hash::{BuildHasher, Hash};
 
 use papaya::{Guard, HashMap, LocalGuard};
 
+use super::KeyGuard;
 use crate::entry::Versioned;
-use crate::journal::WriteLock;
 
 /// A papaya table of versioned entries.
 ///
-/// Invariant: every mutation happens while the caller holds the write lock of
-/// the map's journal (each mutator takes a `&WriteLock` as proof). Writers are
-/// therefore serialised among themselves, which makes every read-check-write
-/// sequence above this layer atomic, while readers never take any lock.
+/// Invariant: every mutation of a key happens while the caller holds that key's
+/// stripe of [`KeyLocks`](super::KeyLocks) (each mutator takes a `&KeyGuard` as
+/// proof). Writes to one key are therefore serialised, which makes every
+/// read-check-write sequence above this layer atomic, while readers never take
+/// any lock.
 pub(crate) struct Table<K, V, S> {
     inner: HashMap<K, Versioned<V>, S>,
 }
@@ -61,9 +62,9 @@ where
 
     /// Publishes `value` under `key`, replacing any previous entry in one step:
     /// a concurrent reader sees either the old entry or the new one, never neither.
-    pub(crate) fn publish<KV, VV>(
+    pub(crate) fn publish(
         &self,
-        _lock: &WriteLock<'_, KV, VV>,
+        _held: &KeyGuard<'_>,
         key: K,
         value: Versioned<V>,
         guard: &impl Guard,
@@ -72,12 +73,8 @@ where
     }
 
     /// Removes `key`; readers that already hold the entry keep it until their guard drops.
-    pub(crate) fn unpublish<Q, KV, VV>(
-        &self,
-        _lock: &WriteLock<'_, KV, VV>,
-        key: &Q,
-        guard: &impl Guard,
-    ) where
+    pub(crate) fn unpublish<Q>(&self, _held: &KeyGuard<'_>, key: &Q, guard: &impl Guard)
+    where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {

@@ -1,20 +1,34 @@
-//! The audit journal: one record per successful write, kept in memory within a
-//! retention window and a size cap, handed to a [`JournalSink`] as it is written.
+//! The audit journal: the revision counter of every map attached to it, and one
+//! record per recorded write, kept in memory within a retention window and a
+//! size cap and handed to a [`JournalSink`] as it is written.
 //!
-//! The journal also owns the revision counter and the write lock of every map
-//! attached to it. A write takes the lock, draws its revision, publishes the new
-//! entry in the table and appends its record before releasing the lock, so:
+//! Writes to different keys run in parallel; the journal orders them. A write
+//! holds its key's lock (in the map) and, for a few instructions, the journal's
+//! sequencer: there it claims the next revision and appends its record, then
+//! publishes its entry in the table outside the sequencer and reports it
+//! published (see `sequencer::Claim`). So:
 //!
 //! * revisions, audit ids and the order of records agree with each other, across
-//!   every map that shares the journal;
-//! * a record (and so a watch event) is only ever appended after its write is
-//!   visible to readers;
+//!   every map that shares the journal (both are drawn under the sequencer);
+//! * the *published revision* ([`Journal::current_revision`]) is the highest
+//!   revision r such that every write up to r is visible in its table: a
+//!   contiguous watermark, never a revision whose write is still in flight;
+//! * a watcher is handed a record only once its revision is published, so it
+//!   never sees an event before the write is visible, and never skips one;
 //! * the sink sees records in id order, without gaps.
+//!
+//! Which writes are recorded: every removal and restore (their record holds the
+//! removed value, which restore needs). A put is recorded only when someone can
+//! ask for it: a sink is attached, a watcher is registered, or the journal was
+//! built with [`JournalBuilder::record_puts`]. An unrecorded put leaves no
+//! allocation behind; a watch that would need it answers `Compacted`, as etcd
+//! does for history it no longer holds.
 
 mod record;
+mod sequencer;
 mod sink;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -22,10 +36,11 @@ use std::time::{Duration, SystemTime};
 use event_listener::{Event, EventListener};
 
 pub use record::{AuditRecord, Op};
+pub(crate) use sequencer::{Draft, Record};
 pub use sink::JournalSink;
 
 use crate::ids::{AuditId, PlanId, Revision};
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Condvar, Mutex};
 
 /// Default time a record is kept: 7 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -35,7 +50,7 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 /// A handle to an audit journal; clones share it.
 ///
 /// Several maps may share one journal: they then share one revision counter and
-/// one write lock (writes to any of them are serialised; reads never wait).
+/// one record order (writes to any of them are ordered; reads never wait).
 pub struct Journal<K, V> {
     shared: Arc<Shared<K, V>>,
 }
@@ -50,21 +65,37 @@ impl<K, V> Clone for Journal<K, V> {
 
 struct Shared<K, V> {
     state: Mutex<State<K, V>>,
+    /// Notified (with `state` locked) when the published revision moves or
+    /// draining ends: what waiting writers and quiescers sleep on.
+    changed: Condvar,
     /// Whether records are kept; when false the journal only counts revisions.
     recording: bool,
+    /// Whether puts are recorded even with no watcher (a sink implies it).
+    record_puts: bool,
     retention: Duration,
     capacity: usize,
     sink: Option<Arc<dyn JournalSink<K, V>>>,
-    /// Notified after every write that appended records.
-    appended: Event,
-    /// The last revision handed out, stored (Release) at the end of each write,
-    /// after its table changes; loaded with Acquire by `current_revision`, so a
-    /// reader that sees revision r also sees every write up to r in the table.
-    last_revision: AtomicU64,
+    /// Notified whenever the published revision moves.
+    published_event: Event,
+    /// `State::published`, stored (Release) by the write that moves it, after
+    /// its own and every earlier write's table change; loaded with Acquire by
+    /// `current_revision`, so a reader that sees revision r also sees every
+    /// write up to r in the tables.
+    published: AtomicU64,
 }
 
 struct State<K, V> {
+    /// The last revision claimed.
     last_revision: u64,
+    /// Every revision up to this one is published (its write visible).
+    published: u64,
+    /// One flag per revision in `published + 1 ..= last_revision`: whether its
+    /// write is published. Invariant: the front flag is false (else `published`
+    /// would have moved past it).
+    in_flight: VecDeque<bool>,
+    /// Set while a [`Journal::quiesced`] call waits for in-flight writes: no
+    /// revision is claimed meanwhile.
+    draining: bool,
     last_id: u64,
     /// Invariant: ids are contiguous; `records[i].id == first_id() + i`, and
     /// revisions increase with ids.
@@ -73,6 +104,14 @@ struct State<K, V> {
     /// The highest id and revision evicted so far (0 when none).
     evicted_through_id: u64,
     evicted_through_revision: u64,
+    /// The highest revision of a put that was not recorded (0 when none).
+    unrecorded_through: u64,
+    /// Registered watchers; while there is one, every put is recorded.
+    watchers: usize,
+    /// The name of each explicitly named map (and of each map in loaded
+    /// records): records of a map carry this very `Arc`, so maps are told
+    /// apart by identity, never by equal text.
+    names: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl<K, V> State<K, V> {
@@ -83,6 +122,11 @@ impl<K, V> State<K, V> {
     fn index_of(&self, id: u64) -> Option<usize> {
         let first = self.first_id();
         (id >= first && id <= self.last_id).then(|| (id - first) as usize)
+    }
+
+    /// Revisions at or below this one may have no record held.
+    fn history_floor(&self) -> u64 {
+        self.evicted_through_revision.max(self.unrecorded_through)
     }
 
     fn evict(&mut self, capacity: usize, retention: Duration, now: SystemTime) {
@@ -100,6 +144,14 @@ impl<K, V> State<K, V> {
             self.records.pop_front();
         }
     }
+
+    fn intern(&mut self, name: &Arc<str>) -> Arc<str> {
+        Arc::clone(
+            self.names
+                .entry(Arc::clone(name))
+                .or_insert_with(|| Arc::clone(name)),
+        )
+    }
 }
 
 /// Configures a [`Journal`].
@@ -110,6 +162,7 @@ pub struct JournalBuilder<K, V> {
     last_revision: Revision,
     last_id: AuditId,
     recording: bool,
+    record_puts: bool,
 }
 
 impl<K, V> JournalBuilder<K, V> {
@@ -126,9 +179,20 @@ impl<K, V> JournalBuilder<K, V> {
         self
     }
 
-    /// Hands every record to `sink` as it is appended.
+    /// Hands every record to `sink` as it is appended. A journal with a sink
+    /// records every put.
     pub fn sink(mut self, sink: Arc<dyn JournalSink<K, V>>) -> Self {
         self.sink = Some(sink);
+        self
+    }
+
+    /// Records every put with its new value, watched or not (default: puts are
+    /// recorded only while a watcher is registered or a sink is attached).
+    /// Costs one record (a copy of key and value) per put, held for the
+    /// retention; turn it on for an audit trail of puts or to watch from
+    /// revisions written before the watch began.
+    pub fn record_puts(mut self, record_puts: bool) -> Self {
+        self.record_puts = record_puts;
         self
     }
 
@@ -150,10 +214,14 @@ impl<K, V> JournalBuilder<K, V> {
 
     /// Builds the journal.
     pub fn build(self) -> Journal<K, V> {
+        let record_puts = self.record_puts || self.sink.is_some();
         Journal {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     last_revision: self.last_revision.get(),
+                    published: self.last_revision.get(),
+                    in_flight: VecDeque::new(),
+                    draining: false,
                     last_id: self.last_id.get(),
                     records: VecDeque::new(),
                     evicted: 0,
@@ -161,13 +229,18 @@ impl<K, V> JournalBuilder<K, V> {
                     // a watch or restore that needs them must say so.
                     evicted_through_id: self.last_id.get(),
                     evicted_through_revision: self.last_revision.get(),
+                    unrecorded_through: 0,
+                    watchers: 0,
+                    names: HashMap::new(),
                 }),
+                changed: Condvar::new(),
                 recording: self.recording,
+                record_puts,
                 retention: self.retention,
                 capacity: self.capacity,
                 sink: self.sink,
-                appended: Event::new(),
-                last_revision: AtomicU64::new(self.last_revision.get()),
+                published_event: Event::new(),
+                published: AtomicU64::new(self.last_revision.get()),
             }),
         }
     }
@@ -176,7 +249,7 @@ impl<K, V> JournalBuilder<K, V> {
 /// Which records a [`Journal::query`] returns; every set field must match.
 #[derive(Clone, Debug)]
 pub struct AuditQuery<K> {
-    /// Only records of this map.
+    /// Only records of maps with this name.
     pub map: Option<String>,
     /// Only records of this key.
     pub key: Option<K>,
@@ -210,6 +283,7 @@ impl<K, V> Journal<K, V> {
             last_revision: Revision::ZERO,
             last_id: AuditId::new(0),
             recording: true,
+            record_puts: false,
         }
     }
 
@@ -227,9 +301,22 @@ impl<K, V> Journal<K, V> {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    /// The last revision handed out.
+    /// The identity a map attaching to this journal writes into its records:
+    /// one shared `Arc` per explicit name (so records loaded from storage find
+    /// their map), a fresh one for a map left with the default name (so two
+    /// such maps never see each other's records).
+    pub(crate) fn attach(&self, name: &Arc<str>, explicit: bool) -> Arc<str> {
+        if explicit {
+            self.shared.state.lock().intern(name)
+        } else {
+            Arc::from(&**name)
+        }
+    }
+
+    /// The published revision: every write up to it is visible in its table,
+    /// and none is in flight below it.
     pub fn current_revision(&self) -> Revision {
-        Revision::new(self.shared.last_revision.load(Ordering::Acquire))
+        Revision::new(self.shared.published.load(Ordering::Acquire))
     }
 
     /// The id of the last record appended (0 when none ever was).
@@ -314,63 +401,80 @@ impl<K, V> Journal<K, V> {
     /// Puts back records of an earlier life (recovery), without calling the
     /// sink. Records must come in increasing id order and above every id held;
     /// others are ignored. Counters move above the records loaded. Returns how
-    /// many were loaded.
+    /// many were loaded. Waits for writes in flight.
     pub fn load(&self, records: impl IntoIterator<Item = AuditRecord<K, V>>) -> usize {
         let shared = &*self.shared;
-        let mut state = shared.state.lock();
-        let mut loaded = 0;
-        for record in records {
-            if record.id.get() <= state.last_id {
-                continue;
+        self.with_quiesced_state(|state| {
+            let mut loaded = 0;
+            for mut record in records {
+                if record.id.get() <= state.last_id {
+                    continue;
+                }
+                record.map = state.intern(&record.map);
+                if state.records.is_empty() {
+                    // Keep the contiguity invariant: the first held id follows last_id.
+                    state.last_id = record.id.get() - 1;
+                    // What comes before the first loaded record is not held.
+                    state.evicted_through_id = record.id.get() - 1;
+                    state.evicted_through_revision = record.revision.get().saturating_sub(1);
+                } else if record.id.get() != state.last_id + 1 {
+                    // A gap (records lost to eviction on disk): restart the window here.
+                    state.evicted_through_id = state.last_id;
+                    state.evicted_through_revision = state.last_revision;
+                    state.records.clear();
+                    state.last_id = record.id.get() - 1;
+                }
+                state.last_id = record.id.get();
+                state.last_revision = state.last_revision.max(record.revision.get());
+                state.records.push_back(Arc::new(record));
+                loaded += 1;
             }
-            if state.records.is_empty() {
-                // Keep the contiguity invariant: the first held id follows last_id.
-                state.last_id = record.id.get() - 1;
-                // What comes before the first loaded record is not held.
-                state.evicted_through_id = record.id.get() - 1;
-                state.evicted_through_revision = record.revision.get().saturating_sub(1);
-            } else if record.id.get() != state.last_id + 1 {
-                // A gap (records lost to eviction on disk): restart the window here.
-                state.evicted_through_id = state.last_id;
-                state.evicted_through_revision = state.last_revision;
-                state.records.clear();
-                state.last_id = record.id.get() - 1;
-            }
-            state.last_id = record.id.get();
-            state.last_revision = state.last_revision.max(record.revision.get());
-            state.records.push_back(Arc::new(record));
-            loaded += 1;
-        }
-        state.evict(shared.capacity, shared.retention, SystemTime::now());
-        shared
-            .last_revision
-            .store(state.last_revision, Ordering::Release);
-        loaded
+            state.evict(shared.capacity, shared.retention, SystemTime::now());
+            state.published = state.last_revision;
+            loaded
+        })
     }
 
-    /// Runs `write` under the write lock, then wakes watchers if it appended.
-    pub(crate) fn write<R>(&self, write: impl FnOnce(&mut WriteLock<'_, K, V>) -> R) -> R {
-        let shared = &*self.shared;
-        let mut lock = WriteLock {
-            state: shared.state.lock(),
-            shared,
-            appended: false,
-        };
-        // Dropping `lock` publishes the revision and wakes watchers, also when
-        // `write` unwinds (see `impl Drop for WriteLock`).
-        write(&mut lock)
-    }
-
-    /// A listener that fires after the next write that appends records.
+    /// A listener that fires after the published revision next moves.
     pub(crate) fn listen(&self) -> EventListener {
-        self.shared.appended.listen()
+        self.shared.published_event.listen()
     }
 
-    /// The first held record of `map` at or after id `next_id` whose revision is
-    /// at least `min_revision`, with the id to continue from.
+    /// Registers a watcher of events from revision `from` (inclusive; `None`:
+    /// from the next write): returns the id of the first record it reads, or
+    /// `Err(oldest)` when a revision it needs has no record held (evicted, or a
+    /// put made while nobody watched). From now on every put is recorded, until
+    /// [`Journal::unregister_watcher`].
+    pub(crate) fn register_watcher(&self, from: Option<Revision>) -> Result<u64, Revision> {
+        let mut state = self.shared.state.lock();
+        let start = match from {
+            None => state.last_id + 1,
+            Some(from) => {
+                let floor = state.history_floor();
+                if floor > 0 && from.get() <= floor {
+                    return Err(Revision::new(floor + 1));
+                }
+                let index = state.records.partition_point(|r| r.revision < from);
+                state.first_id() + index as u64
+            }
+        };
+        state.watchers += 1;
+        Ok(start)
+    }
+
+    /// Ends what [`Journal::register_watcher`] began.
+    pub(crate) fn unregister_watcher(&self) {
+        let mut state = self.shared.state.lock();
+        state.watchers = state.watchers.saturating_sub(1);
+    }
+
+    /// The first held, published record of `map` at or after id `next_id`
+    /// whose revision is at least `min_revision`, with the id to continue from.
+    /// A record whose write is still in flight ends the search (records are in
+    /// revision order), so nothing is skipped.
     pub(crate) fn next_for_map(
         &self,
-        map: &str,
+        map: &Arc<str>,
         next_id: u64,
         min_revision: Revision,
     ) -> Result<NextRecord<K, V>, Revision> {
@@ -380,28 +484,16 @@ impl<K, V> Journal<K, V> {
         }
         let mut id = next_id;
         while let Some(index) = state.index_of(id) {
-            id += 1;
             let record = &state.records[index];
-            if &*record.map == map && record.revision >= min_revision {
+            if record.revision.get() > state.published {
+                break;
+            }
+            id += 1;
+            if Arc::ptr_eq(&record.map, map) && record.revision >= min_revision {
                 return Ok((Some(Arc::clone(record)), id));
             }
         }
         Ok((None, id))
-    }
-
-    /// Where a watch of events from `from` (inclusive) starts: the id of the first
-    /// record with a revision at least `from`, or `Err(oldest)` when some such
-    /// record was already evicted.
-    pub(crate) fn start_id_for(&self, from: Option<Revision>) -> Result<u64, Revision> {
-        let state = self.shared.state.lock();
-        let Some(from) = from else {
-            return Ok(state.last_id + 1);
-        };
-        if from.get() <= state.evicted_through_revision {
-            return Err(Revision::new(state.evicted_through_revision + 1));
-        }
-        let index = state.records.partition_point(|r| r.revision < from);
-        Ok(state.first_id() + index as u64)
     }
 }
 
@@ -413,98 +505,3 @@ impl<K, V> Default for Journal<K, V> {
 
 /// What a watcher reads next, and the id to continue from.
 pub(crate) type NextRecord<K, V> = (Option<Arc<AuditRecord<K, V>>>, u64);
-
-/// Proof that the journal's write lock is held; the only way to draw a
-/// revision, append a record or mutate a table.
-pub(crate) struct WriteLock<'a, K, V> {
-    state: MutexGuard<'a, State<K, V>>,
-    shared: &'a Shared<K, V>,
-    appended: bool,
-}
-
-impl<K, V> Drop for WriteLock<'_, K, V> {
-    /// Ends a write, on success or unwind alike (a deny rule may panic part-way
-    /// through a plan execution, after earlier removals were published): stores
-    /// the last revision drawn and wakes watchers if records were appended, then
-    /// the lock is released (fields drop after this body).
-    fn drop(&mut self) {
-        // Release: pairs with the Acquire load in `current_revision`; every table
-        // change of this write happened before this store.
-        self.shared
-            .last_revision
-            .store(self.state.last_revision, Ordering::Release);
-        if self.appended {
-            self.shared.appended.notify(usize::MAX);
-        }
-    }
-}
-
-/// A record before the journal gives it an id and a time.
-pub(crate) struct Draft<'a, K, V> {
-    pub(crate) map: &'a Arc<str>,
-    pub(crate) key: K,
-    pub(crate) op: Op,
-    pub(crate) revision: Revision,
-    pub(crate) previous_revision: Option<Revision>,
-    pub(crate) create_revision: Revision,
-    pub(crate) version: u64,
-    pub(crate) reason: &'a crate::Reason,
-    pub(crate) plan_id: Option<PlanId>,
-    pub(crate) value: Option<V>,
-    pub(crate) previous_value: Option<V>,
-}
-
-impl<K, V> WriteLock<'_, K, V> {
-    /// Draws the next revision. Strictly greater than every revision drawn
-    /// before from this journal, in this life or (via `start_after`) an earlier one.
-    pub(crate) fn next_revision(&mut self) -> Revision {
-        self.state.last_revision += 1;
-        Revision::new(self.state.last_revision)
-    }
-
-    /// Moves the counter up to at least `revision` (recovery of entries).
-    pub(crate) fn observe_revision(&mut self, revision: Revision) {
-        self.state.last_revision = self.state.last_revision.max(revision.get());
-    }
-
-    /// Whether appended drafts are kept (when not, `append` returns `None`
-    /// and the caller need not build a draft).
-    pub(crate) fn is_recording(&self) -> bool {
-        self.shared.recording
-    }
-
-    /// Appends one record; returns its id (`None` when the journal does not record).
-    pub(crate) fn append(&mut self, draft: Draft<'_, K, V>) -> Option<AuditId> {
-        if !self.shared.recording {
-            return None;
-        }
-        let at = SystemTime::now();
-        self.state.last_id += 1;
-        let id = AuditId::new(self.state.last_id);
-        let record = Arc::new(AuditRecord {
-            id,
-            at,
-            map: Arc::clone(draft.map),
-            key: draft.key,
-            op: draft.op,
-            revision: draft.revision,
-            previous_revision: draft.previous_revision,
-            create_revision: draft.create_revision,
-            version: draft.version,
-            reason: draft.reason.recorded_text(),
-            actor: draft.reason.actor().map(str::to_owned),
-            trace_id: draft.reason.trace_id().map(str::to_owned),
-            plan_id: draft.plan_id,
-            value: draft.value,
-            previous_value: draft.previous_value,
-        });
-        if let Some(sink) = &self.shared.sink {
-            sink.append(&record);
-        }
-        self.state.records.push_back(record);
-        self.state
-            .evict(self.shared.capacity, self.shared.retention, at);
-        self.appended = true;
-        Some(id)
-    }
-}

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::SafeMap;
-use crate::engine::{ReadCounters, Table};
+use crate::engine::{KeyLocks, ReadCounters, Table};
 use crate::guard::{Breaker, DenyRules};
 use crate::journal::{DEFAULT_RETENTION, Journal};
 use crate::plan::PlanBook;
@@ -37,6 +37,10 @@ enum JournalChoice<K, V> {
 /// ```
 pub struct Builder<K, V, S = RandomState> {
     name: Arc<str>,
+    /// Whether `name` was set (else the map has an identity of its own in a
+    /// shared journal, whatever other maps are called).
+    named: bool,
+    record_puts: bool,
     hasher: S,
     capacity: usize,
     journal: JournalChoice<K, V>,
@@ -50,6 +54,8 @@ impl<K, V> Builder<K, V, RandomState> {
     pub(crate) fn new() -> Self {
         Builder {
             name: Arc::from("default"),
+            named: false,
+            record_puts: false,
             hasher: RandomState::new(),
             capacity: 0,
             journal: JournalChoice::Own,
@@ -63,8 +69,14 @@ impl<K, V> Builder<K, V, RandomState> {
 
 impl<K, V, S> Builder<K, V, S> {
     /// The map's name, written into its audit records (default `"default"`).
+    ///
+    /// On a shared journal the name is the map's identity: records (restore,
+    /// watch) belong to the live map of that name, including records loaded
+    /// from storage. Give each map of a journal its own name; a map left with
+    /// the default name is told apart from every other map by identity.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = name.into();
+        self.named = true;
         self
     }
 
@@ -73,6 +85,8 @@ impl<K, V, S> Builder<K, V, S> {
     pub fn hasher<S2>(self, hasher: S2) -> Builder<K, V, S2> {
         Builder {
             name: self.name,
+            named: self.named,
+            record_puts: self.record_puts,
             hasher,
             capacity: self.capacity,
             journal: self.journal,
@@ -93,6 +107,15 @@ impl<K, V, S> Builder<K, V, S> {
     /// revision counter, its audit ids and its write lock.
     pub fn journal(mut self, journal: Journal<K, V>) -> Self {
         self.journal = JournalChoice::Shared(journal);
+        self
+    }
+
+    /// Records every put with its value in the map's own journal, watched or
+    /// not (default off: removals and restores are always recorded, puts only
+    /// while a watcher is registered). See [`JournalBuilder::record_puts`](crate::JournalBuilder::record_puts);
+    /// a shared journal has its own setting.
+    pub fn record_puts(mut self, record_puts: bool) -> Self {
+        self.record_puts = record_puts;
         self
     }
 
@@ -139,13 +162,18 @@ impl<K, V, S> Builder<K, V, S> {
         S: BuildHasher,
     {
         let journal = match self.journal {
-            JournalChoice::Own => Journal::builder().retention(self.retention).build(),
+            JournalChoice::Own => Journal::builder()
+                .retention(self.retention)
+                .record_puts(self.record_puts)
+                .build(),
             JournalChoice::Shared(journal) => journal,
             JournalChoice::Off => Journal::builder().recording(false).build(),
         };
+        let name = journal.attach(&self.name, self.named);
         SafeMap {
             table: Table::new(self.capacity, self.hasher),
-            name: self.name,
+            locks: KeyLocks::new(),
+            name,
             journal,
             deny: self.deny,
             breaker: self.breaker.map(|(max, window)| Breaker::new(max, window)),

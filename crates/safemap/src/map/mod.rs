@@ -17,7 +17,7 @@ pub use remove::RetainReport;
 pub use restore::{RestoreReport, Skip};
 pub use write::Expect;
 
-use crate::engine::{ReadCounters, Table};
+use crate::engine::{KeyLocks, ReadCounters, Table};
 use crate::error::WatchError;
 use crate::guard::{Breaker, BreakerState, DenyRules};
 use crate::ids::Revision;
@@ -33,8 +33,11 @@ use crate::watch::Watcher;
 /// See the [crate documentation](crate) for a guide.
 pub struct SafeMap<K, V, S = RandomState> {
     table: Table<K, V, S>,
+    /// Serialises writes to one key (see `engine::KeyLocks`).
+    locks: KeyLocks,
+    /// The map's identity in its journal's records (see `Journal::attach`).
     name: Arc<str>,
-    /// Owns the revision counter and the write lock (shared when the journal is).
+    /// Owns the revision counter and the record order (shared when the journal is).
     journal: Journal<K, V>,
     deny: DenyRules<K, V>,
     breaker: Option<Breaker>,
@@ -109,7 +112,9 @@ where
     ///
     /// ```
     /// use safemap::{Op, SafeMap};
-    /// let map = SafeMap::new();
+    /// // Puts are kept for a watch from an earlier revision only when asked
+    /// // (by default they are recorded while a watcher is registered).
+    /// let map = SafeMap::builder().record_puts(true).build();
     /// let first = map.insert("a", 1).revision();
     /// let _ = map.remove("a", "expired").unwrap();
     /// let mut changes = map.watch(Some(first)).unwrap();

@@ -11,9 +11,6 @@ use crate::ids::{PlanId, Revision};
 use crate::plan::{Conflict, ExecuteReport, Plan, PlanSlot, Selector};
 use crate::reason::Reason;
 
-/// How many planned removals one hold of the write lock covers.
-const EXECUTE_CHUNK: usize = 256;
-
 impl<K, V, S> SafeMap<K, V, S>
 where
     K: Hash + Eq + Ord + Clone + Debug,
@@ -148,42 +145,35 @@ where
             vetoed: Vec::new(),
             audit_ids: None,
         };
-        for chunk in keys.chunks(EXECUTE_CHUNK) {
-            self.journal.write(|lock| {
-                let guard = self.table.guard();
-                for (key, planned) in chunk {
-                    let removal = Removal {
-                        expect: Some(*planned),
-                        reason: &reason,
-                        plan: Some(plan),
-                        breaker: false,
-                    };
-                    match self.remove_locked(lock, &guard, key, &removal) {
-                        Ok(removed) => {
-                            report.deleted += 1;
-                            if let Some(id) = removed.audit_id {
-                                let first = report.audit_ids.map_or(id, |(first, _)| first);
-                                report.audit_ids = Some((first, id));
-                            }
-                        }
-                        Err(DeleteError::Vetoed { rule }) => {
-                            report.vetoed.push((key.clone(), rule))
-                        }
-                        Err(DeleteError::RevisionMismatch { current }) => {
-                            report.conflicts.push(Conflict {
-                                key: key.clone(),
-                                planned_revision: *planned,
-                                current_revision: current,
-                            });
-                        }
-                        Err(_) => report.conflicts.push(Conflict {
-                            key: key.clone(),
-                            planned_revision: *planned,
-                            current_revision: None,
-                        }),
+        for (key, planned) in &keys {
+            let removal = Removal {
+                expect: Some(*planned),
+                reason: &reason,
+                plan: Some(plan),
+                breaker: false,
+            };
+            match self.remove_one(key, &removal) {
+                Ok(removed) => {
+                    report.deleted += 1;
+                    if let Some(id) = removed.audit_id {
+                        let first = report.audit_ids.map_or(id, |(first, _)| first);
+                        report.audit_ids = Some((first, id));
                     }
                 }
-            });
+                Err(DeleteError::Vetoed { rule }) => report.vetoed.push((key.clone(), rule)),
+                Err(DeleteError::RevisionMismatch { current }) => {
+                    report.conflicts.push(Conflict {
+                        key: key.clone(),
+                        planned_revision: *planned,
+                        current_revision: current,
+                    });
+                }
+                Err(_) => report.conflicts.push(Conflict {
+                    key: key.clone(),
+                    planned_revision: *planned,
+                    current_revision: None,
+                }),
+            }
         }
         tracing::debug!(
             deleted = report.deleted,

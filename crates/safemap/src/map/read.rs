@@ -187,11 +187,11 @@ where
 {
     /// A consistent copy of the whole map at one revision.
     ///
-    /// Cost: it copies every entry (O(n) time and memory) while holding the
-    /// write lock, so writers (of every map sharing the journal) wait for the
-    /// copy; readers do not. Use [`Pinned::iter`] where weak consistency will do.
+    /// Cost: it copies every entry (O(n) time and memory) with the journal
+    /// quiesced (writes in flight finish first, new ones wait), so writers of
+    /// every map sharing the journal wait for the copy; readers do not. Use [`Pinned::iter`] where weak consistency will do.
     pub fn snapshot(&self) -> Snapshot<K, V> {
-        self.journal.write(|_lock| {
+        self.journal.quiesced(|| {
             let guard = self.table.guard();
             let entries = self
                 .table

@@ -5,17 +5,12 @@ use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
-use papaya::Guard;
-
 use super::SafeMap;
 use crate::entry::Removed;
 use crate::error::DeleteError;
 use crate::ids::{PlanId, Revision};
-use crate::journal::{Draft, Op, WriteLock};
+use crate::journal::{Draft, Op, Record};
 use crate::reason::Reason;
-
-/// How many removals of a `retain` one hold of the write lock covers.
-const RETAIN_CHUNK: usize = 256;
 
 /// What [`SafeMap::retain`] did.
 #[must_use = "a retain report lists the entries that were kept against the predicate"]
@@ -106,16 +101,13 @@ where
     {
         let _span = tracing::debug_span!("safemap.remove", map = %self.name, key = ?key).entered();
         reason.check_for_removal()?;
-        let result = self.journal.write(|lock| {
-            let guard = self.table.guard();
-            let removal = Removal {
-                expect,
-                reason,
-                plan: None,
-                breaker: true,
-            };
-            self.remove_locked(lock, &guard, key, &removal)
-        });
+        let removal = Removal {
+            expect,
+            reason,
+            plan: None,
+            breaker: true,
+        };
+        let result = self.remove_one(key, &removal);
         match &result {
             Ok(r) => tracing::debug!(revision = r.revision.get(), outcome = "deleted"),
             Err(e) => tracing::debug!(outcome = %e, "remove refused"),
@@ -123,13 +115,11 @@ where
         result
     }
 
-    /// Removes under the lock. Invariant: the revision check, the guards and the
-    /// removal happen under one hold of the write lock, so the value the guards
-    /// judged is exactly the value removed.
-    pub(super) fn remove_locked<Q>(
+    /// One removal under its key's lock. Invariant: the revision check, the
+    /// guards and the removal happen under one hold of the key's lock, so the
+    /// value the guards judged is exactly the value removed.
+    pub(super) fn remove_one<Q>(
         &self,
-        lock: &mut WriteLock<'_, K, V>,
-        guard: &impl Guard,
         key: &Q,
         removal: &Removal<'_>,
     ) -> Result<Removed<V>, DeleteError>
@@ -137,7 +127,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let result = self.try_remove_locked(lock, guard, key, removal);
+        let result = self.try_remove_one(key, removal);
         match &result {
             Ok(_) => self.writes.deleted(),
             Err(error) => self.writes.refused(error),
@@ -145,18 +135,14 @@ where
         result
     }
 
-    fn try_remove_locked<Q>(
-        &self,
-        lock: &mut WriteLock<'_, K, V>,
-        guard: &impl Guard,
-        key: &Q,
-        removal: &Removal<'_>,
-    ) -> Result<Removed<V>, DeleteError>
+    fn try_remove_one<Q>(&self, key: &Q, removal: &Removal<'_>) -> Result<Removed<V>, DeleteError>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (stored_key, current) = self.table.get(key, guard).ok_or(DeleteError::NotFound)?;
+        let held = self.locks.lock(key);
+        let guard = self.table.guard();
+        let (stored_key, current) = self.table.get(key, &guard).ok_or(DeleteError::NotFound)?;
         if removal
             .expect
             .is_some_and(|expected| expected != current.revision)
@@ -171,38 +157,34 @@ where
             });
         }
         // The clock is read only when a breaker applies: it is a measurable
-        // share of an unguarded removal.
-        let breaker = self
-            .breaker
-            .as_ref()
-            .filter(|_| removal.breaker)
-            .map(|breaker| (breaker, Instant::now()));
-        if let Some((breaker, now)) = breaker {
+        // share of an unguarded removal. Nothing below can fail, so the
+        // breaker counts this removal as it admits it.
+        if let Some(breaker) = self.breaker.as_ref().filter(|_| removal.breaker) {
             breaker
-                .admit(now)
+                .admit(Instant::now())
                 .map_err(|retry_after| DeleteError::BreakerOpen { retry_after })?;
         }
-        let revision = lock.next_revision();
         let value = current.value.clone();
-        let draft = lock.is_recording().then(|| Draft {
-            map: &self.name,
-            key: stored_key.clone(),
-            op: Op::Delete,
-            revision,
-            previous_revision: Some(current.revision),
-            create_revision: current.create_revision,
-            version: current.version,
-            reason: removal.reason,
-            plan_id: removal.plan,
-            value: None,
-            previous_value: Some(current.value.clone()),
-        });
+        let record = match self.journal.is_recording() {
+            true => Record::Always(Draft {
+                map: &self.name,
+                key: stored_key.clone(),
+                op: Op::Delete,
+                previous_revision: Some(current.revision),
+                create_revision: Some(current.create_revision),
+                version: current.version,
+                reason: removal.reason,
+                plan_id: removal.plan,
+                value: None,
+                previous_value: Some(current.value.clone()),
+            }),
+            false => Record::Nothing,
+        };
         let previous_revision = current.revision;
-        self.table.unpublish(lock, key, guard);
-        let audit_id = draft.and_then(|draft| lock.append(draft));
-        if let Some((breaker, now)) = breaker {
-            breaker.record(now);
-        }
+        let claim = self.journal.claim(record);
+        let (revision, audit_id) = (claim.revision(), claim.audit_id());
+        self.table.unpublish(&held, key, &guard);
+        claim.published();
         Ok(Removed {
             value,
             revision,
@@ -213,7 +195,8 @@ where
 
     /// Removes every entry for which `keep` is false, with `reason`, through the
     /// same guards as [`SafeMap::remove`] (deny rules and the breaker). Readers
-    /// never wait; other writers wait at most one chunk of 256 removals.
+    /// never wait; each removal is its own write, so other writers never wait
+    /// for the whole `retain`.
     ///
     /// Each entry is removed only if it still has the revision `keep` judged;
     /// entries that changed meanwhile are kept and counted in `changed`.
@@ -243,31 +226,21 @@ where
             changed: 0,
             stopped_by_breaker: false,
         };
-        for chunk in doomed.chunks(RETAIN_CHUNK) {
-            self.journal.write(|lock| {
-                let guard = self.table.guard();
-                for (key, revision) in chunk {
-                    let removal = Removal {
-                        expect: Some(*revision),
-                        reason: &reason,
-                        plan: None,
-                        breaker: true,
-                    };
-                    match self.remove_locked(lock, &guard, key, &removal) {
-                        Ok(_) => report.removed += 1,
-                        Err(DeleteError::Vetoed { rule }) => {
-                            report.vetoed.push((key.clone(), rule))
-                        }
-                        Err(DeleteError::BreakerOpen { .. }) => {
-                            report.stopped_by_breaker = true;
-                            break;
-                        }
-                        Err(_) => report.changed += 1,
-                    }
+        for (key, revision) in &doomed {
+            let removal = Removal {
+                expect: Some(*revision),
+                reason: &reason,
+                plan: None,
+                breaker: true,
+            };
+            match self.remove_one(key, &removal) {
+                Ok(_) => report.removed += 1,
+                Err(DeleteError::Vetoed { rule }) => report.vetoed.push((key.clone(), rule)),
+                Err(DeleteError::BreakerOpen { .. }) => {
+                    report.stopped_by_breaker = true;
+                    break;
                 }
-            });
-            if report.stopped_by_breaker {
-                break;
+                Err(_) => report.changed += 1,
             }
         }
         tracing::debug!(removed = report.removed, outcome = "retained");

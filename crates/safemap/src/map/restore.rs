@@ -81,7 +81,7 @@ where
             None if journal.was_evicted(id) => return Err(RestoreError::RetentionExpired),
             None => return Err(RestoreError::NotFound),
         };
-        if *record.map != *self.name {
+        if !Arc::ptr_eq(&record.map, &self.name) {
             return Err(RestoreError::NotFound);
         }
         if record.op != Op::Delete {
@@ -111,7 +111,7 @@ where
         let records: Vec<_> = journal
             .for_plan(plan)
             .into_iter()
-            .filter(|r| *r.map == *self.name && r.op == Op::Delete)
+            .filter(|r| Arc::ptr_eq(&r.map, &self.name) && r.op == Op::Delete)
             .collect();
         if records.is_empty() {
             let known = matches!(
@@ -149,33 +149,22 @@ where
             restored: Vec::new(),
             skipped: Vec::new(),
         };
-        self.journal.write(|lock| {
-            let guard = self.table.guard();
-            for record in records {
-                let Some(value) = record.previous_value.clone() else {
-                    continue;
-                };
-                if !self.within_retention(record) {
-                    report.skipped.push((record.key.clone(), Skip::Expired));
-                    continue;
-                }
-                let key = record.key.clone();
-                match self.put_locked(
-                    lock,
-                    &guard,
-                    key.clone(),
-                    value,
-                    Expect::Absent,
-                    reason,
-                    Op::Restore,
-                ) {
-                    Ok(written) => report.restored.push((key, written.revision)),
-                    Err(PutError::AlreadyExists { .. }) | Err(_) => {
-                        report.skipped.push((key, Skip::Recreated));
-                    }
+        for record in records {
+            let Some(value) = record.previous_value.clone() else {
+                continue;
+            };
+            if !self.within_retention(record) {
+                report.skipped.push((record.key.clone(), Skip::Expired));
+                continue;
+            }
+            let key = record.key.clone();
+            match self.put_one(key.clone(), value, Expect::Absent, reason, Op::Restore) {
+                Ok(written) => report.restored.push((key, written.revision)),
+                Err(PutError::AlreadyExists { .. }) | Err(_) => {
+                    report.skipped.push((key, Skip::Recreated));
                 }
             }
-        });
+        }
         tracing::debug!(
             restored = report.restored.len(),
             skipped = report.skipped.len(),

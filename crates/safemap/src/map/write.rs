@@ -4,13 +4,11 @@ use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 
-use papaya::Guard;
-
 use super::SafeMap;
 use crate::entry::{Versioned, Written};
 use crate::error::PutError;
 use crate::ids::Revision;
-use crate::journal::{Draft, Op, WriteLock};
+use crate::journal::{Draft, Op, Record};
 use crate::reason::Reason;
 
 /// What a put expects of the key's current state.
@@ -23,10 +21,6 @@ pub enum Expect {
     /// The key is present at exactly this revision (`If-Match`).
     Revision(Revision),
 }
-
-/// How many refreshed entries one hold of the write lock covers: bounds how
-/// long a large refresh makes other writers wait.
-const REFRESH_CHUNK: usize = 1024;
 
 impl<K, V, S> SafeMap<K, V, S>
 where
@@ -88,10 +82,7 @@ where
         reason: &Reason,
     ) -> Result<Written, PutError> {
         let _span = tracing::debug_span!("safemap.put", map = %self.name, key = ?key).entered();
-        let result = self.journal.write(|lock| {
-            let guard = self.table.guard();
-            self.put_locked(lock, &guard, key, value, expect, reason, Op::Put)
-        });
+        let result = self.put_one(key, value, expect, reason, Op::Put);
         match &result {
             Ok(w) => tracing::debug!(revision = w.revision.get(), outcome = "written"),
             Err(e) => tracing::debug!(outcome = %e, "put refused"),
@@ -104,7 +95,8 @@ where
     /// re-inserting opens a window in which readers miss). Returns the
     /// revisions in input order.
     ///
-    /// Writers of the journal wait at most one chunk of 1024 entries at a time.
+    /// Each entry is its own write: other writers never wait for the whole
+    /// refresh, and readers never wait at all.
     ///
     /// # Examples
     ///
@@ -125,24 +117,11 @@ where
         reason: &Reason,
     ) -> Vec<Revision> {
         let _span = tracing::debug_span!("safemap.refresh", map = %self.name).entered();
-        let mut entries = entries.into_iter();
-        let mut revisions = Vec::with_capacity(entries.size_hint().0);
-        loop {
-            let before = revisions.len();
-            self.journal.write(|lock| {
-                let guard = self.table.guard();
-                for (key, value) in entries.by_ref().take(REFRESH_CHUNK) {
-                    if let Ok(w) =
-                        self.put_locked(lock, &guard, key, value, Expect::Any, reason, Op::Put)
-                    {
-                        revisions.push(w.revision);
-                    }
-                }
-            });
-            if revisions.len() - before < REFRESH_CHUNK {
-                break;
-            }
-        }
+        let revisions: Vec<Revision> = entries
+            .into_iter()
+            .filter_map(|(key, value)| self.put_one(key, value, Expect::Any, reason, Op::Put).ok())
+            .map(|written| written.revision)
+            .collect();
         tracing::debug!(entries = revisions.len(), outcome = "refreshed");
         revisions
     }
@@ -158,80 +137,82 @@ where
         create_revision: Revision,
         version: u64,
     ) {
-        self.journal.write(|lock| {
-            lock.observe_revision(revision);
-            let guard = self.table.guard();
-            let stored = Versioned {
-                value,
-                revision,
-                create_revision,
-                version,
-            };
-            self.table.publish(lock, key, stored, &guard);
-        });
+        self.journal.observe_revision(revision);
+        let held = self.locks.lock(&key);
+        let guard = self.table.guard();
+        let stored = Versioned {
+            value,
+            revision,
+            create_revision,
+            version,
+        };
+        self.table.publish(&held, key, stored, &guard);
     }
 
-    /// Writes under the lock. Invariant: the check of `expect` and the publish
-    /// happen under one hold of the write lock, so no other write intervenes.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn put_locked(
+    /// One put under its key's lock. Invariant: the check of `expect` and the
+    /// publish happen under one hold of the key's lock, so no other write to the
+    /// key intervenes; the revision is claimed after the check holds.
+    pub(super) fn put_one(
         &self,
-        lock: &mut WriteLock<'_, K, V>,
-        guard: &impl Guard,
         key: K,
         value: V,
         expect: Expect,
         reason: &Reason,
         op: Op,
     ) -> Result<Written, PutError> {
+        let held = self.locks.lock(&key);
+        let guard = self.table.guard();
         let current = self
             .table
-            .get::<K>(key.borrow(), guard)
+            .get::<K>(key.borrow(), &guard)
             .map(|(_, stored)| stored);
-        let current_revision = current.map(|c| c.revision);
-        match (expect, current_revision) {
+        let previous_revision = current.map(|c| c.revision);
+        match (expect, previous_revision) {
             (Expect::Absent, Some(current)) => return Err(PutError::AlreadyExists { current }),
             (Expect::Revision(expected), current) if current != Some(expected) => {
                 return Err(PutError::RevisionMismatch { current });
             }
             _ => {}
         }
-        let revision = lock.next_revision();
-        let (create_revision, version) =
-            current.map_or((revision, 1), |c| (c.create_revision, c.version + 1));
-        let recorded = lock.is_recording().then(|| (key.clone(), value.clone()));
-        self.table.publish(
-            lock,
-            key,
-            Versioned {
-                value,
-                revision,
-                create_revision,
-                version,
-            },
-            guard,
-        );
-        let audit_id = recorded.and_then(|(key, value)| {
-            lock.append(Draft {
-                map: &self.name,
-                key,
-                op,
-                revision,
-                previous_revision: current_revision,
-                create_revision,
-                version,
-                reason,
-                plan_id: None,
-                value: Some(value),
-                previous_value: None,
-            })
-        });
+        let (create_revision, version) = match current {
+            Some(c) => (Some(c.create_revision), c.version + 1),
+            None => (None, 1),
+        };
+        let draft = || Draft {
+            map: &self.name,
+            key: key.clone(),
+            op,
+            previous_revision,
+            create_revision,
+            version,
+            reason,
+            plan_id: None,
+            value: Some(value.clone()),
+            previous_value: None,
+        };
+        let record = match (self.journal.is_recording(), op) {
+            (false, _) => Record::Nothing,
+            (true, Op::Put) => Record::Put(&draft),
+            (true, _) => Record::Always(draft()),
+        };
+        let claim = self.journal.claim(record);
+        let revision = claim.revision();
+        let audit_id = claim.audit_id();
+        let create_revision = create_revision.unwrap_or(revision);
+        let stored = Versioned {
+            value,
+            revision,
+            create_revision,
+            version,
+        };
+        self.table.publish(&held, key, stored, &guard);
+        claim.published();
         self.writes.put();
         Ok(Written {
             revision,
             create_revision,
             version,
-            previous_revision: current_revision,
+            previous_revision,
             audit_id,
         })
     }

@@ -1,0 +1,217 @@
+//! The sequencer: where a write claims its revision and appends its record, and
+//! where the published revision moves once writes are visible.
+//!
+//! A write holds the journal's state lock twice, each time for a few
+//! instructions: once to claim (and append), once to report itself published.
+//! Everything else a write does (finding the entry, checking its condition and
+//! the guards, building its record, publishing in the table) happens outside,
+//! under its key's lock only, so writes to different keys run in parallel.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use super::{AuditRecord, Journal, Op, Shared, State};
+use crate::ids::{AuditId, PlanId, Revision};
+use crate::sync::{MutexGuard, switch_point};
+
+/// A record before the journal gives it an id, a revision and a time.
+pub(crate) struct Draft<'a, K, V> {
+    pub(crate) map: &'a Arc<str>,
+    pub(crate) key: K,
+    pub(crate) op: Op,
+    pub(crate) previous_revision: Option<Revision>,
+    /// `None`: the key is created by this write (its create revision is the
+    /// revision the write claims).
+    pub(crate) create_revision: Option<Revision>,
+    pub(crate) version: u64,
+    pub(crate) reason: &'a crate::Reason,
+    pub(crate) plan_id: Option<PlanId>,
+    pub(crate) value: Option<V>,
+    pub(crate) previous_value: Option<V>,
+}
+
+/// What a write leaves in the journal.
+pub(crate) enum Record<'a, 'd, K, V> {
+    /// Always recorded (removals and restores: restore needs the removed value).
+    Always(Draft<'d, K, V>),
+    /// A put: recorded only when puts are wanted (a watcher, a sink, or
+    /// `record_puts`); the draft is built under the sequencer only then, so an
+    /// unrecorded put copies nothing.
+    Put(&'a dyn Fn() -> Draft<'d, K, V>),
+    /// Nothing (a map without journal).
+    Nothing,
+}
+
+/// A claimed revision whose write is not yet published.
+///
+/// Invariant: the write publishes its table change, then drops the claim
+/// (normally through [`Claim::published`]). Dropping it also on unwind keeps the
+/// published revision moving: a write that panicked part-way is counted as
+/// published with whatever it had done, as a panic under the old write lock was.
+#[must_use = "a claim must be held until the write is published"]
+pub(crate) struct Claim<'j, K, V> {
+    shared: &'j Shared<K, V>,
+    revision: Revision,
+    audit_id: Option<AuditId>,
+}
+
+impl<K, V> Claim<'_, K, V> {
+    /// The revision of this write.
+    pub(crate) fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// The id of its record, if it was recorded.
+    pub(crate) fn audit_id(&self) -> Option<AuditId> {
+        self.audit_id
+    }
+
+    /// Reports the write visible in its table.
+    pub(crate) fn published(self) {}
+}
+
+impl<K, V> Drop for Claim<'_, K, V> {
+    /// Reports the write published, then waits until every earlier write is
+    /// too, so that when a write returns, `current_revision` is at least its
+    /// revision (read-your-writes on the counter). Only writers wait here, and
+    /// only for writes claimed before, which never wait for this one.
+    fn drop(&mut self) {
+        self.shared.complete(self.revision.get());
+    }
+}
+
+impl<K, V> Journal<K, V> {
+    /// Claims the next revision for a write whose condition already holds (the
+    /// caller holds the key's lock, so it still holds), appending its record.
+    /// Waits only while a [`Journal::quiesced`] call drains writes in flight.
+    pub(crate) fn claim(&self, record: Record<'_, '_, K, V>) -> Claim<'_, K, V> {
+        let shared = &*self.shared;
+        let mut state = shared.state.lock();
+        while state.draining {
+            state = shared.changed.wait(state);
+        }
+        state.last_revision += 1;
+        state.in_flight.push_back(false);
+        let revision = Revision::new(state.last_revision);
+        let draft = match record {
+            Record::Always(draft) => Some(draft),
+            Record::Put(make) if shared.record_puts || state.watchers > 0 => Some(make()),
+            Record::Put(_) => {
+                state.unrecorded_through = revision.get();
+                None
+            }
+            Record::Nothing => None,
+        };
+        let audit_id = draft
+            .filter(|_| shared.recording)
+            .map(|draft| shared.append(&mut state, draft, revision));
+        drop(state);
+        switch_point();
+        Claim {
+            shared,
+            revision,
+            audit_id,
+        }
+    }
+
+    /// Runs `f` with no write in flight and none starting: every claimed
+    /// revision is published, so the tables show exactly the writes up to the
+    /// published revision. New claims wait until `f` returns; readers never do.
+    /// Must not be called while the calling thread holds a [`Claim`].
+    pub(crate) fn quiesced<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.with_quiesced_state(|_| f())
+    }
+
+    /// [`Journal::quiesced`], handing `f` the journal's state.
+    pub(super) fn with_quiesced_state<R>(&self, f: impl FnOnce(&mut State<K, V>) -> R) -> R {
+        let shared = &*self.shared;
+        let mut state = shared.state.lock();
+        while state.draining {
+            // Another quiescer is at work: let it finish first.
+            state = shared.changed.wait(state);
+        }
+        state.draining = true;
+        while !state.in_flight.is_empty() {
+            state = shared.changed.wait(state);
+        }
+        let result = f(&mut state);
+        state.draining = false;
+        // Release: pairs with the Acquire in `current_revision`.
+        shared.published.store(state.published, Ordering::Release);
+        drop(state);
+        shared.changed.notify_all();
+        result
+    }
+
+    /// Moves the counter up to at least `revision` (recovery of entries).
+    pub(crate) fn observe_revision(&self, revision: Revision) {
+        self.with_quiesced_state(|state| {
+            state.last_revision = state.last_revision.max(revision.get());
+            state.published = state.last_revision;
+        });
+    }
+}
+
+impl<K, V> Shared<K, V> {
+    fn append(
+        &self,
+        state: &mut MutexGuard<'_, State<K, V>>,
+        draft: Draft<'_, K, V>,
+        revision: Revision,
+    ) -> AuditId {
+        let at = SystemTime::now();
+        state.last_id += 1;
+        let id = AuditId::new(state.last_id);
+        let record = Arc::new(AuditRecord {
+            id,
+            at,
+            map: Arc::clone(draft.map),
+            key: draft.key,
+            op: draft.op,
+            revision,
+            previous_revision: draft.previous_revision,
+            create_revision: draft.create_revision.unwrap_or(revision),
+            version: draft.version,
+            reason: draft.reason.recorded_text(),
+            actor: draft.reason.actor().map(str::to_owned),
+            trace_id: draft.reason.trace_id().map(str::to_owned),
+            plan_id: draft.plan_id,
+            value: draft.value,
+            previous_value: draft.previous_value,
+        });
+        if let Some(sink) = &self.sink {
+            sink.append(&record);
+        }
+        state.records.push_back(record);
+        state.evict(self.capacity, self.retention, at);
+        id
+    }
+
+    /// Marks `revision` published and moves the published revision over every
+    /// contiguous published one, waking watchers when it moves; then waits
+    /// until the published revision covers `revision`.
+    fn complete(&self, revision: u64) {
+        let mut state = self.state.lock();
+        let index = (revision - state.published - 1) as usize;
+        state.in_flight[index] = true;
+        let before = state.published;
+        while state.in_flight.front() == Some(&true) {
+            state.in_flight.pop_front();
+            state.published += 1;
+        }
+        if state.published != before {
+            // Release: pairs with the Acquire in `current_revision`; every
+            // write up to `published` made its table change before reporting
+            // itself (each under this lock, which orders them before us).
+            self.published.store(state.published, Ordering::Release);
+            self.changed.notify_all();
+            if self.recording {
+                self.published_event.notify(usize::MAX);
+            }
+        }
+        while state.published < revision {
+            state = self.changed.wait(state);
+        }
+    }
+}
