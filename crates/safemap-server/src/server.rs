@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::LimitedListener;
-use crate::routes::{audit, entries, ops, plans, restore, tokens, watch};
+use crate::routes::{audit, entries, ops, plans, restore, tokens, watch, whoami};
 use crate::state::{AppState, Shared};
 use crate::trace::TraceCtx;
 
@@ -82,6 +82,7 @@ pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/tokens", post(tokens::create)),
         (Method::GET, "/v1/tokens", get(tokens::list)),
         (Method::DELETE, "/v1/tokens/{name}", delete(tokens::revoke)),
+        (Method::GET, "/v1/whoami", get(whoami::whoami)),
         (Method::GET, "/healthz", get(ops::healthz)),
         (Method::GET, "/readyz", get(ops::readyz)),
         (Method::GET, "/metrics", get(ops::metrics)),
