@@ -97,7 +97,8 @@ pub fn router(state: AppState) -> Router {
     for (_, path, handler) in route_table() {
         r = r.route(path, handler);
     }
-    r.route_layer(middleware::from_fn(observe))
+    r.merge(crate::console::routes())
+        .route_layer(middleware::from_fn(observe))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
