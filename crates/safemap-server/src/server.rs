@@ -224,6 +224,7 @@ pub async fn run_with_state(
         let _ = tx.send(state.clone());
     }
     println!("listening on {addr}");
+    println!("console at {scheme}://{addr}/ui");
     tracing::info!(%addr, scheme, data_dir = %opts.data_dir.display(), "listening on {addr}");
     let header_timeout = state.config.server.header_read_timeout;
     serve_connections(listener, app, header_timeout, async move {
