@@ -17,6 +17,9 @@ delete_breaker = { max_deletes = 1, per_seconds = 60 }
 name = "archived"
 pointer = "/status"
 equals = "archived"
+
+[maps.brief]
+retention = "1s"
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,6 +189,13 @@ async fn deletes_come_newest_first_with_previous_values_and_filters() {
         .unwrap())
     .await;
     assert_eq!(st, 401);
+
+    // Past the map's retention a row says so.
+    let _ = s.put("brief", "b1", json!(1)).await;
+    assert_eq!(s.delete("brief", "b1", "gone soon").await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (_, v) = get("?map=brief").await;
+    assert_eq!(v["rows"][0]["restorable"], false);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,7 +209,12 @@ async fn maps_show_counts_breaker_and_policy() {
     assert_eq!(s.delete("orders", "o2", "breaker").await.status(), 429);
     let (st, v) = sj(s.admin(Method::GET, "/ui/data/maps").send().await.unwrap()).await;
     assert_eq!(st, 200);
-    let orders = &v["maps"][0];
+    let orders = v["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "orders")
+        .unwrap();
     assert_eq!(orders["name"], "orders");
     assert_eq!(orders["entries"], 2);
     assert_eq!(orders["deletes"]["deleted"], 1);

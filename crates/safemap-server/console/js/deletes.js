@@ -35,7 +35,7 @@ export function deletesView(ctx) {
       ["Time", "Map", "Key", "Previous value", "Revision", "Reason", "Actor", "Trace id", "Plan", "Restore"]
         .map((h) => el("th", { scope: "col", text: h })))),
     tbody);
-  const empty = el("p", { class: "muted", text: "No deletes match." });
+  const empty = el("p", { class: "muted" });
   // Filters fold away on a phone, where they would fill the first screen.
   const filterBox = el("details", { class: "filterbox", open: window.matchMedia("(min-width: 701px)").matches },
     el("summary", { text: "Filters" }), form);
@@ -88,6 +88,10 @@ export function deletesView(ctx) {
   function render(freshIds = new Set()) {
     tbody.replaceChildren(...rows.map((r) => rowEl(r, freshIds.has(r.id))));
     empty.hidden = rows.length > 0;
+    table.hidden = rows.length === 0;
+    empty.textContent = Object.keys(filters).length
+      ? "No deletes match these filters."
+      : "No deletes yet. Deletes appear here as they happen, newest first.";
     renderPlanBar();
   }
 

@@ -17,7 +17,8 @@ export function plansView(ctx) {
     el("fieldset", {},
       el("legend", { text: "Where the value…" }),
       field("plan-pointer", "JSON pointer", { placeholder: "/status", autocomplete: "off" }),
-      field("plan-equals", "equals (JSON)", { placeholder: "\"archived\"", autocomplete: "off" })),
+      field("plan-equals", "equals", { placeholder: "archived", autocomplete: "off", "aria-describedby": "plan-equals-help" }),
+      el("p", { id: "plan-equals-help", class: "help", text: "JSON (3, true, null, \"3\"); anything else is taken as text." })),
     el("button", { type: "submit", "data-testid": "plan-create", text: "Dry run" }),
     mapList);
   const dryRun = el("section", { id: "plan-dryrun", "aria-live": "polite" },
@@ -33,12 +34,15 @@ export function plansView(ctx) {
     if (v("plan-prefix")) body.prefix = v("plan-prefix");
     const keys = v("plan-keys").split("\n").map((k) => k.trim()).filter(Boolean);
     if (keys.length) body.keys = keys;
+    if (v("plan-pointer") && !v("plan-pointer").startsWith("/")) {
+      ctx.alert(`A JSON pointer starts with “/”: /${v("plan-pointer")} rather than ${v("plan-pointer")}.`);
+      return;
+    }
     if (v("plan-pointer") || v("plan-equals")) {
+      // JSON when it parses (3, true, null, "x", {...}); otherwise the text itself,
+      // so that a bare word such as archived means the string "archived".
       let equals;
-      try { equals = JSON.parse(v("plan-equals")); } catch {
-        ctx.alert("“equals” must be JSON: a string in quotes (\"archived\"), a number, true, false or null.");
-        return;
-      }
+      try { equals = JSON.parse(v("plan-equals")); } catch { equals = v("plan-equals"); }
       body.where = { pointer: v("plan-pointer"), equals };
     }
     if (!map) { ctx.alert("Name the map to plan deletes in."); return; }
@@ -46,15 +50,21 @@ export function plansView(ctx) {
     try {
       const plan = await call("POST", `/v1/maps/${seg(map)}/delete-plans`, { body });
       ctx.alert("");
-      showPlan(map, plan);
+      showPlan(map, plan, body);
     } catch (e) {
       ctx.alert(`No plan: ${e.message} (${e.code})`);
     }
   });
 
-  function showPlan(map, plan) {
+  function showPlan(map, plan, body) {
+    const selectors = [
+      body.prefix !== undefined ? `keys starting with “${body.prefix}”` : null,
+      body.keys ? `${body.keys.length} listed key(s)` : null,
+      body.where ? `value at ${body.where.pointer} equal to ${JSON.stringify(body.where.equals)}` : null,
+    ].filter(Boolean).join(" and ");
     const parts = [
       el("h2", { text: `Dry run of plan ${plan.plan_id}` }),
+      el("p", { class: "muted", text: `Selected: ${selectors}.` }),
       el("p", {}, "Would delete ", el("strong", { "data-testid": "plan-count", text: String(plan.count) }),
         ` key(s) of map “${map}” as of revision ${plan.at_revision}. Nothing is deleted yet. The plan expires ${when(plan.expires_at)}.`),
     ];

@@ -21,7 +21,15 @@ delete_breaker = { max_deletes = 100, per_seconds = 60 }
 name = "archived"
 pointer = "/status"
 equals = "archived"
+
+[[maps.carts.deny_delete]]
+name = "pinned"
+pointer = "/pinned"
+equals = true
 "#;
+
+/// The WebDriver code of the Enter key.
+const ENTER: &str = "\u{E007}";
 
 /// "回滚错误的部署" ("roll back the bad deploy").
 const CHINESE: &str = "回滚错误的部署";
@@ -171,6 +179,7 @@ async fn a_plan_executes_only_with_the_typed_count_and_restores_whole() {
             .await;
     }
     let _ = s.put("carts", "new-1", json!({"items": 9})).await;
+    let _ = s.put("carts", "old-4", json!({"pinned": true})).await;
     let Some(b) = Browser::start(1280, 800).await else {
         return;
     };
@@ -188,6 +197,11 @@ async fn a_plan_executes_only_with_the_typed_count_and_restores_whole() {
         .unwrap();
     b.wait_testid("plan-create").await.click().await.unwrap();
     assert_eq!(b.wait_text("plan-count", "3").await, "3");
+    let dry_run = b.wait_css("#plan-dryrun").await.text().await.unwrap();
+    assert!(
+        dry_run.contains("old-4") && dry_run.contains("pinned"),
+        "the vetoed key and its rule are shown: {dry_run}"
+    );
 
     let execute = b.wait_testid("plan-execute").await;
     assert!(
@@ -219,6 +233,7 @@ async fn a_plan_executes_only_with_the_typed_count_and_restores_whole() {
     for i in 1..=3 {
         assert_eq!(s.get("carts", &format!("old-{i}")).await.status(), 404);
     }
+    assert_eq!(s.get("carts", "old-4").await.status(), 200, "vetoed, kept");
     assert_eq!(s.get("carts", "new-1").await.status(), 200);
     let recs = s.audit("map=carts").await;
     let deletes: Vec<&Value> = recs.iter().filter(|r| r["op"] == "delete").collect();
@@ -236,13 +251,20 @@ async fn a_plan_executes_only_with_the_typed_count_and_restores_whole() {
         restore_all.text().await.unwrap(),
         "Restore all 3 of this plan"
     );
-    restore_all.click().await.unwrap();
-    b.wait_testid("restore-reason")
+    // By keyboard: Enter on the button, type the reason, Enter submits.
+    restore_all.send_keys(ENTER).await.unwrap();
+    b.wait_true(
+        "the focus in the reason field",
+        "return document.activeElement.dataset.testid === 'restore-reason'",
+    )
+    .await;
+    b.client
+        .active_element()
         .await
-        .send_keys("wrong carts")
+        .unwrap()
+        .send_keys(&format!("wrong carts{ENTER}"))
         .await
         .unwrap();
-    b.wait_testid("restore-submit").await.click().await.unwrap();
     b.wait_text("restore-result", "Restored 3, skipped 0").await;
     for i in 1..=3 {
         assert_eq!(s.get("carts", &format!("old-{i}")).await.status(), 200);
