@@ -83,13 +83,16 @@ export function plansView(ctx) {
     parts.push(result);
     dryRun.replaceChildren(...parts);
     dryRun.querySelector("h2").setAttribute("tabindex", "-1");
-    dryRun.querySelector("h2").focus();
+    dryRun.querySelector("h2").focus({ preventScroll: true });
   }
 
   function executeForm(map, plan, result) {
     const reason = el("input", { id: "plan-reason", "data-testid": "plan-reason", maxlength: 512, autocomplete: "off", required: true });
     const confirm = el("input", { id: "plan-confirm", "data-testid": "plan-confirm-input", inputmode: "numeric", autocomplete: "off", required: true });
-    const execute = el("button", { type: "submit", "data-testid": "plan-execute", class: "danger", disabled: true, text: `Delete ${plan.count} key(s)` });
+    const execute = el("button", { type: "submit", "data-testid": "plan-execute", class: "danger", disabled: true,
+      "aria-describedby": "plan-execute-help", text: `Delete ${plan.count} key(s)` });
+    const hint = el("p", { id: "plan-execute-help", class: "help",
+      text: `Enabled once you give a reason and type ${plan.count}. Keys changed since this dry run are skipped, not deleted; every delete can be restored within the map's retention.` });
     // Execute stays disabled until the typed count equals the plan's and a reason is given.
     const check = () => { execute.disabled = !(confirm.value.trim() === String(plan.count) && reason.value.trim()); };
     reason.addEventListener("input", check);
@@ -97,7 +100,7 @@ export function plansView(ctx) {
     const form = el("form", { class: "stack narrow confirm" },
       el("div", { class: "field" }, el("label", { for: "plan-reason", text: "Reason (recorded with every delete)" }), reason),
       el("div", { class: "field" }, el("label", { for: "plan-confirm", text: `Type ${plan.count} to confirm` }), confirm),
-      execute);
+      execute, hint);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       if (execute.disabled) return;
