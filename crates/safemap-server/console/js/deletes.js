@@ -85,8 +85,8 @@ export function deletesView(ctx) {
       cells.map(([label, c]) => el("td", { "data-label": label }, c)));
   }
 
-  function render(freshIds = new Set()) {
-    tbody.replaceChildren(...rows.map((r) => rowEl(r, freshIds.has(r.id))));
+  function render() {
+    tbody.replaceChildren(...rows.map((r) => rowEl(r, false)));
     empty.hidden = rows.length > 0;
     table.hidden = rows.length === 0;
     empty.textContent = Object.keys(filters).length
@@ -137,8 +137,14 @@ export function deletesView(ctx) {
       const data = await call("GET", "/ui/data/deletes" + query({ ...filters, after: latestId, limit: MAX_ROWS }));
       latestId = Math.max(latestId, data.latest_id);
       if (data.rows.length) {
+        // New rows go on top; rows already shown stay as they are (an opened
+        // value stays open, a focused button keeps the focus).
         rows = data.rows.concat(rows).slice(0, MAX_ROWS);
-        render(new Set(data.rows.map((r) => r.id)));
+        tbody.prepend(...data.rows.map((r) => rowEl(r, true)));
+        while (tbody.children.length > rows.length) tbody.lastChild.remove();
+        empty.hidden = true;
+        table.hidden = false;
+        renderPlanBar();
       }
       status.textContent = `Live: showing ${rows.length} delete(s); updated ${new Date().toLocaleTimeString()}.`;
     } catch (e) {

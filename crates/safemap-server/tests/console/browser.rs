@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,7 +57,10 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        // Its own process group, so that dropping the session ends the browser's
+        // helper processes too (they outlive chromedriver otherwise).
         let driver = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -194,6 +198,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The group's id is the driver's pid (process_group(0) above).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

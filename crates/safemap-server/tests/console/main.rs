@@ -76,12 +76,27 @@ async fn a_delete_appears_live_and_restore_brings_the_key_back() {
 
     // Deletes made elsewhere appear without a reload.
     delete_with_reason(&s, "orders", "o-1001", CHINESE).await;
-    delete_with_reason(&s, "orders", "o-1002", "customer asked to cancel").await;
     let r = b.wait_css(&row("orders", "o-1001")).await;
     let text = r.text().await.unwrap();
     assert!(text.contains(CHINESE), "the row shows the reason: {text}");
     assert!(text.contains("admin"), "the row shows the actor: {text}");
+    // Open the previous value; it stays open while newer deletes arrive.
+    let value = format!("{} details", row("orders", "o-1001"));
+    b.wait_css(&format!("{value} summary"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    delete_with_reason(&s, "orders", "o-1002", "customer asked to cancel").await;
     b.wait_css(&row("orders", "o-1002")).await;
+    let open = b.wait_css(&value).await;
+    assert!(open.attr("open").await.unwrap().is_some());
+    assert!(
+        open.text()
+            .await
+            .unwrap()
+            .contains("\"customer\": \"c-17\"")
+    );
     let keys: Vec<String> = {
         let mut v = Vec::new();
         for e in b.all("[data-testid='delete-row']").await {
