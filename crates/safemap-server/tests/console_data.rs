@@ -130,6 +130,8 @@ async fn deletes_come_newest_first_with_previous_values_and_filters() {
     for (q, want) in [
         ("?map=carts", vec!["c2", "c1"]),
         ("?prefix=o", vec!["o1"]),
+        ("?key=c1", vec!["c1"]),
+        ("?key=c", vec![]),
         ("?actor=ops", vec!["c2"]),
         ("?reason=REFUND", vec!["o1"]),
         ("?map=carts&reason=too", vec!["c2"]),

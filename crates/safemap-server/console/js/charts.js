@@ -36,12 +36,13 @@ async function sample() {
       call("GET", "/metrics", { text: true }).catch(() => ""),
     ]);
     latestMaps = maps;
-    const s = { t: Date.now(), reads: 0, writes: 0, deletes: {} };
+    const s = { t: Date.now(), reads: 0, writes: 0, deletes: {}, perMap: {} };
     for (const o of OUTCOMES) s.deletes[o] = 0;
     for (const m of maps.maps) {
       s.reads += m.reads;
       s.writes += m.writes;
       for (const o of OUTCOMES) s.deletes[o] += m.deletes[o];
+      s.perMap[m.name] = m.deletes;
     }
     s.fsyncSum = metric(text, "safemap_fsync_duration_seconds_sum");
     s.fsyncCount = metric(text, "safemap_fsync_duration_seconds_count");
@@ -78,6 +79,28 @@ export function rates() {
   }
   return out;
 }
+
+/** Per-second delete rates by outcome of one map (absent samples count as no change). */
+export function mapRates(name) {
+  const out = [];
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1].perMap[name], b = samples[i].perMap[name];
+    const dt = (samples[i].t - samples[i - 1].t) / 1000;
+    const r = { t: samples[i].t };
+    for (const o of OUTCOMES) r[o] = a && b ? (b[o] - a[o]) / dt : 0;
+    out.push(r);
+  }
+  return out;
+}
+
+/** The chart lines of deletes by outcome. */
+export const OUTCOME_LINES = [
+  { name: "deleted", key: "deleted", color: "c3" },
+  { name: "vetoed", key: "vetoed", color: "c4" },
+  { name: "breaker", key: "breaker", color: "c5" },
+  { name: "mismatch", key: "mismatch", color: "c6" },
+  { name: "not found", key: "not_found", color: "c7" },
+];
 
 const W = 320, H = 110, PAD = 4;
 

@@ -1,8 +1,9 @@
 // Recent deletes: newest first, live (polls /ui/data/deletes for records newer
 // than the last one seen), filterable; Restore per row and per plan.
 
-import { call, seg } from "./api.js";
+import { call } from "./api.js";
 import { el, field, when, jsonDetails, query } from "./dom.js";
+import { closeRestore, openRestore } from "./restore.js";
 
 const POLL_MS = 1500;
 const MAX_ROWS = 500;
@@ -152,48 +153,6 @@ export function deletesView(ctx) {
     }
   }
 
-  // The restore dialog (shared by row and plan restores).
-  const dialog = document.getElementById("restore-dialog");
-  const reasonInput = document.getElementById("restore-reason");
-  const result = document.getElementById("restore-result");
-  const submit = dialog.querySelector("[data-testid=restore-submit]");
-  const close = document.getElementById("restore-close");
-  let pending = null;
-
-  function openRestore(body, map, description) {
-    pending = { body, map };
-    document.getElementById("restore-target").textContent = description;
-    reasonInput.value = "";
-    result.replaceChildren();
-    submit.hidden = false;
-    submit.disabled = false;
-    close.textContent = "Cancel";
-    dialog.showModal();
-    reasonInput.focus();
-  }
-
-  document.getElementById("restore-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    if (!pending) return;
-    const reason = reasonInput.value.trim();
-    if (!reason) { result.textContent = "A reason is required."; return; }
-    submit.disabled = true;
-    try {
-      const r = await call("POST", `/v1/maps/${seg(pending.map)}/restore`, { body: pending.body, reason });
-      result.replaceChildren(
-        el("p", { text: `Restored ${r.restored.length}, skipped ${r.skipped.length}.` }),
-        r.restored.length ? el("ul", {}, r.restored.map((x) => el("li", { text: `restored “${x.key}” at revision ${x.revision}` }))) : null,
-        r.skipped.length ? el("ul", {}, r.skipped.map((x) => el("li", { text: `skipped “${x.key}”: ${x.why === "recreated" ? "recreated since (the current value is kept)" : x.why}` }))) : null);
-      submit.hidden = true;
-      close.textContent = "Close";
-      close.focus();
-      pending = null;
-    } catch (e) {
-      result.textContent = `Not restored: ${e.message} (${e.code})`;
-      submit.disabled = false;
-    }
-  });
-  close.addEventListener("click", () => dialog.close());
 
   return {
     show(params) {
@@ -218,7 +177,7 @@ export function deletesView(ctx) {
     hide() {
       clearInterval(timer);
       timer = null;
-      if (dialog.open) dialog.close();
+      closeRestore();
     },
   };
 }

@@ -2,6 +2,7 @@
 
 import { call, seg } from "./api.js";
 import { el, field, when, jsonDetails, query } from "./dom.js";
+import { closeRestore, openRestore } from "./restore.js";
 
 const PAGES = 10; // at most 10 000 records
 
@@ -43,21 +44,40 @@ export function historyView(ctx) {
       ctx.alert("Could not load the history: " + e.message);
     }
     records.reverse();
+    // The audit API carries no values; the console's delete view has each
+    // delete's previous value and whether it is still restorable.
+    const deletes = new Map();
+    try {
+      const d = await call("GET", "/ui/data/deletes" + query({ map, key }));
+      for (const r of d.rows) deletes.set(r.id, r);
+    } catch { /* the history stands without them */ }
+    const action = (r) => {
+      const d = deletes.get(r.id);
+      if (r.op !== "delete" || !d) return "";
+      if (!d.restorable) return el("span", { class: "muted", text: "past retention" });
+      if (!ctx.can.restore) return "";
+      return el("button", {
+        type: "button", "data-testid": "restore-button", "aria-label": `Restore delete #${r.id}`, text: "Restore",
+        onclick: () => openRestore({ audit_id: r.id }, map, `Put back key “${key}” of map “${map}” as it was before delete #${r.id}.`),
+      });
+    };
     out.replaceChildren(
       el("h2", {}, `“${key}” in ${map}`), current,
       records.length
         ? el("div", { class: "scroll" }, el("table", {},
           el("caption", { class: "sr-only", text: "Audit records of this key, newest first" }),
-          el("thead", {}, el("tr", {}, ["Time", "Operation", "Revision", "Previous revision", "Reason", "Actor", "Trace id", "Plan"].map((h) => el("th", { scope: "col", text: h })))),
+          el("thead", {}, el("tr", {}, ["Time", "Operation", "Revision", "Previous revision", "Value removed", "Reason", "Actor", "Trace id", "Plan", "Restore"].map((h) => el("th", { scope: "col", text: h })))),
           el("tbody", {}, records.map((r) => el("tr", {},
             el("td", { "data-label": "Time" }, el("time", { datetime: r.at, text: when(r.at) })),
             el("td", { "data-label": "Operation", text: r.op }),
             el("td", { "data-label": "Revision", text: String(r.revision) }),
             el("td", { "data-label": "Previous revision", text: r.previous_revision ?? "—" }),
+            el("td", { "data-label": "Value removed" }, r.op === "delete" && deletes.has(r.id) ? jsonDetails(deletes.get(r.id).previous_value) : ""),
             el("td", { "data-label": "Reason", text: r.reason ?? "" }),
             el("td", { "data-label": "Actor", text: r.actor ?? "" }),
             el("td", { "data-label": "Trace id" }, el("code", { text: r.trace_id ?? "" })),
-            el("td", { "data-label": "Plan", text: r.plan_id ?? "" }))))))
+            el("td", { "data-label": "Plan", text: r.plan_id ?? "" }),
+            el("td", { "data-label": "Restore" }, action(r)))))))
         : el("p", { class: "muted", text: "No audit records of this key are held (past the journal's retention, or never written)." }));
   }
 
@@ -68,6 +88,6 @@ export function historyView(ctx) {
       document.getElementById("h-key").value = key;
       if (map && key) load(map, key); else out.replaceChildren();
     },
-    hide() {},
+    hide() { closeRestore(); },
   };
 }

@@ -2,7 +2,7 @@
 // by outcome, breaker state and policy.
 
 import { el, duration, short } from "./dom.js";
-import { chart, latestMaps, onSample, rates } from "./charts.js";
+import { OUTCOME_LINES, chart, latestMaps, mapRates, onSample, rates } from "./charts.js";
 
 export function mapsView(ctx) {
   const root = document.getElementById("view-maps");
@@ -35,10 +35,11 @@ export function mapsView(ctx) {
       el("h3", { id: "map-" + m.name }, m.name),
       el("dl", {},
         el("dt", { text: "Entries" }), el("dd", { text: String(m.entries) }),
-        el("dt", { text: "Deletes" }), el("dd", { text: `${d.deleted} deleted, ${d.vetoed} vetoed, ${d.breaker} refused by the breaker, ${d.mismatch} revision mismatch, ${d.not_found} not found` }),
+        el("dt", { text: "Deletes" }), el("dd", { text: `since start: ${d.deleted} deleted, ${d.vetoed} vetoed, ${d.breaker} refused by the breaker, ${d.mismatch} revision mismatch, ${d.not_found} not found` }),
         el("dt", { text: "Breaker" }), el("dd", {}, breaker(m)),
         el("dt", { text: "Retention" }), el("dd", { text: duration(m.policy.retention_seconds) }),
         el("dt", { text: "Deny rules" }), el("dd", {}, deny)),
+      chart(`Deletes in ${m.name} by outcome`, "/s", OUTCOME_LINES, mapRates(m.name)),
       el("p", {}, el("a", { href: `#deletes?map=${encodeURIComponent(m.name)}`, text: `Recent deletes in ${m.name}` })));
   }
 
@@ -47,13 +48,7 @@ export function mapsView(ctx) {
     charts.replaceChildren(
       chart("Reads", "/s", [{ name: "reads", key: "reads", color: "c1" }], pts),
       chart("Writes", "/s", [{ name: "writes", key: "writes", color: "c2" }], pts),
-      chart("Deletes by outcome", "/s", [
-        { name: "deleted", key: "deleted", color: "c3" },
-        { name: "vetoed", key: "vetoed", color: "c4" },
-        { name: "breaker", key: "breaker", color: "c5" },
-        { name: "mismatch", key: "mismatch", color: "c6" },
-        { name: "not found", key: "not_found", color: "c7" },
-      ], pts),
+      chart("Deletes by outcome", "/s", OUTCOME_LINES, pts),
       chart("fsync latency (mean)", "ms", [{ name: "fsync", key: "fsyncMs", color: "c1" }], pts));
     if (latestMaps) {
       list.replaceChildren(...(latestMaps.maps.length

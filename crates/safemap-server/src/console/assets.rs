@@ -30,6 +30,11 @@ const FILES: &[(&str, &str, &str)] = &[
         JS,
         include_str!("../../console/js/history.js"),
     ),
+    (
+        "restore.js",
+        JS,
+        include_str!("../../console/js/restore.js"),
+    ),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

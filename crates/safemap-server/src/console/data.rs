@@ -1,6 +1,6 @@
 //! Read-only JSON views of the console (role `read`), shaped for its pages:
 //!
-//! - `GET /ui/data/deletes?map=&prefix=&actor=&reason=&plan_id=&since=&until=&after=&limit=`
+//! - `GET /ui/data/deletes?map=&key=&prefix=&actor=&reason=&plan_id=&since=&until=&after=&limit=`
 //!   → `{"rows": [...], "latest_id"}`: delete records, **newest first**, each
 //!   with the value it removed and until when it can be restored. `after` gives
 //!   only records newer than that audit id (the live view polls with it);
@@ -32,6 +32,8 @@ pub const MAX_ROWS: usize = 500;
 #[derive(Debug, Deserialize)]
 pub struct DeletesParams {
     map: Option<String>,
+    /// Exactly this key.
+    key: Option<String>,
     /// Keys starting with this.
     prefix: Option<String>,
     /// Exactly this token name.
@@ -129,7 +131,7 @@ pub async fn deletes(
     // The journal answers oldest first; the newest `limit` matches are the tail.
     let all = st.journal.query(&AuditQuery {
         map,
-        key: None,
+        key: given(p.key),
         plan_id,
         after,
         limit: usize::MAX,

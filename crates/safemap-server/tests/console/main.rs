@@ -159,6 +159,18 @@ async fn a_delete_appears_live_and_restore_brings_the_key_back() {
         "return document.getElementById('view-history').innerText.includes('误删恢复')",
     )
     .await;
+    let value_removed = b
+        .js(
+            "return [...document.querySelectorAll('#view-history tbody tr')].some(tr => \
+             tr.cells[1].innerText === 'delete' && tr.cells[4].innerText.includes('\"c-17\"'))",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        value_removed,
+        json!(true),
+        "the delete's row shows the value it removed"
+    );
 
     // The map's breaker is shown with its state.
     b.wait_testid("nav-maps").await.click().await.unwrap();
@@ -325,6 +337,30 @@ async fn a_read_only_token_sees_no_restore_and_a_forged_restore_is_refused() {
         .unwrap();
     assert_eq!(status, json!(403));
     assert_eq!(s.get("orders", "o-7").await.status(), 404, "still deleted");
+    // Nor in the key's history, nor by going to Plans directly.
+    b.client
+        .goto(&format!("{}/ui#history?map=orders&key=o-7", s.url))
+        .await
+        .unwrap();
+    b.wait_true(
+        "the history of o-7",
+        "return document.getElementById('view-history').innerText.includes('duplicate')",
+    )
+    .await;
+    assert!(b.all("[data-testid='restore-button']").await.is_empty());
+    b.client.goto(&format!("{}/ui#plans", s.url)).await.unwrap();
+    b.wait_true(
+        "the deletes view instead of Plans",
+        "return !document.getElementById('view-deletes').hidden",
+    )
+    .await;
+    assert!(
+        !b.wait_testid("plan-create")
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
 
     // A delete token plans but does not restore.
     b.wait_css("#logout").await.click().await.unwrap();
