@@ -162,6 +162,26 @@ impl Browser {
         }
     }
 
+    /// Asserts that every visible form control has a label and every visible
+    /// button a name (what a screen reader announces).
+    pub async fn assert_controls_labelled(&self, view: &str) {
+        let unnamed = self
+            .js(
+                "const visible = (e) => e.getClientRects().length > 0;
+                 const bad = [];
+                 for (const e of document.querySelectorAll('input, textarea, select')) {
+                   if (visible(e) && e.labels.length === 0 && !e.getAttribute('aria-label')) bad.push(e.outerHTML);
+                 }
+                 for (const e of document.querySelectorAll('button, a[href]')) {
+                   if (visible(e) && !e.textContent.trim() && !e.getAttribute('aria-label')) bad.push(e.outerHTML);
+                 }
+                 return bad;",
+                vec![],
+            )
+            .await;
+        assert_eq!(unnamed, json!([]), "unlabelled controls in {view}");
+    }
+
     /// Opens the console at `url` and signs in with `token` as a user would.
     pub async fn sign_in(&self, url: &str, token: &str) {
         self.client.goto(&format!("{url}/ui")).await.unwrap();

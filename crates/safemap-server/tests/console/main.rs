@@ -105,6 +105,7 @@ async fn a_delete_appears_live_and_restore_brings_the_key_back() {
         v
     };
     assert_eq!(keys, ["o-1002", "o-1001", "s-9"], "newest first");
+    b.assert_controls_labelled("recent deletes").await;
     b.screenshot("console-deletes.png", true).await;
 
     // A filter by map hides the other map's deletes.
@@ -178,18 +179,32 @@ async fn a_delete_appears_live_and_restore_brings_the_key_back() {
         .wait_css("[data-testid='breaker-state'][data-map='orders']")
         .await;
     assert_eq!(breaker.text().await.unwrap(), "closed");
+    b.assert_controls_labelled("maps").await;
     b.screenshot("console-maps.png", false).await;
 
-    // At phone width nothing overflows sideways.
-    b.client
-        .goto(&format!("{}/ui#deletes", s.url))
-        .await
-        .unwrap();
+    // At phone width nothing overflows sideways, in any view.
     b.client.set_window_size(390, 844).await.unwrap();
+    for view in ["maps", "plans", "history?map=orders&key=o-1001", "deletes"] {
+        b.client
+            .goto(&format!("{}/ui#{view}", s.url))
+            .await
+            .unwrap();
+        let id = view.split('?').next().unwrap();
+        b.wait_true(
+            &format!("the {id} view"),
+            &format!("return !document.getElementById('view-{id}').hidden"),
+        )
+        .await;
+        b.wait_true(
+            &format!("no horizontal overflow in {id} at phone width"),
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+        )
+        .await;
+    }
     b.wait_css(&row("orders", "o-1002")).await;
-    b.wait_true(
-        "no horizontal overflow at phone width",
-        "return document.documentElement.scrollWidth <= window.innerWidth",
+    b.js(
+        "document.querySelector('table.deletes').scrollIntoView()",
+        vec![],
     )
     .await;
     b.screenshot("console-phone.png", false).await;
@@ -224,6 +239,7 @@ async fn a_plan_executes_only_with_the_typed_count_and_restores_whole() {
         .unwrap();
     b.wait_testid("plan-create").await.click().await.unwrap();
     assert_eq!(b.wait_text("plan-count", "3").await, "3");
+    b.assert_controls_labelled("plans").await;
     let dry_run = b.wait_css("#plan-dryrun").await.text().await.unwrap();
     assert!(
         dry_run.contains("old-4") && dry_run.contains("pinned"),
