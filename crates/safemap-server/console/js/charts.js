@@ -30,6 +30,8 @@ function metric(text, name) {
 }
 
 async function sample() {
+  // A tab in the background asks nothing of the server (the chart shows a gap).
+  if (document.hidden) return;
   try {
     const [maps, text] = await Promise.all([
       call("GET", "/ui/data/maps"),

@@ -133,7 +133,9 @@ export function deletesView(ctx) {
   }
 
   async function poll() {
-    if (loading || latestId === null) return;
+    // A tab in the background does not poll; on return the next poll catches up
+    // (it asks for everything after the last id seen).
+    if (loading || latestId === null || document.hidden) return;
     try {
       const data = await call("GET", "/ui/data/deletes" + query({ ...filters, after: latestId, limit: MAX_ROWS }));
       latestId = Math.max(latestId, data.latest_id);
