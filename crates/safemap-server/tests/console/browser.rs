@@ -3,7 +3,7 @@
 //! Locally, a machine without `chromium` and `chromedriver` skips the browser
 //! tests with a message; under CI (`CI` set) their absence fails the run, so
 //! the tests never pass by skipping where they are meant to run.
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
