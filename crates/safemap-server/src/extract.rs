@@ -258,34 +258,73 @@ pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a s
 /// Maximum reason length in characters.
 pub const MAX_REASON_CHARS: usize = safemap::MAX_REASON_LEN;
 
-/// `X-Reason`, percent-decoded if it contains `%`. Required: 400 `reason_required`
-/// when missing or empty, `reason_too_long` above 512 characters.
+/// The reason of a request (http-api.md, "Reasons"): `X-Reason` as UTF-8 text,
+/// or `X-Reason-Encoded` as percent-encoded UTF-8 (what a browser's `fetch`
+/// can send). Exactly one of the two: both, a malformed encoding or bytes that
+/// are not UTF-8 give 400 `invalid_header`. Then 400 `reason_required` when
+/// required and missing or blank, `reason_too_long` above 512 characters of the
+/// decoded text. Surrounding whitespace is trimmed.
 pub fn reason(headers: &HeaderMap, required: bool) -> Result<Option<String>, ApiError> {
-    let raw = match headers.get("x-reason") {
-        None => None,
-        Some(v) => Some(match v.to_str() {
-            Ok(s) => s.to_string(),
-            // Non-ASCII bytes: accept them if they are UTF-8.
-            Err(_) => String::from_utf8(v.as_bytes().to_vec()).map_err(|_| {
-                ApiError::bad_request("invalid_header", "X-Reason is not UTF-8")
-                    .with_details(serde_json::json!({"header": "X-Reason"}))
-            })?,
-        }),
+    let raw = match (headers.get("x-reason"), headers.get("x-reason-encoded")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                "send the reason in X-Reason or in X-Reason-Encoded, not both",
+            )
+            .with_details(serde_json::json!({"header": "X-Reason-Encoded"})));
+        }
+        (Some(v), None) => Some(String::from_utf8(v.as_bytes().to_vec()).map_err(|_| {
+            ApiError::bad_request("invalid_header", "X-Reason is not UTF-8")
+                .with_details(serde_json::json!({"header": "X-Reason"}))
+        })?),
+        (None, Some(v)) => Some(percent_decoded_utf8(v.as_bytes()).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_header",
+                "X-Reason-Encoded is not percent-encoded UTF-8 \
+                 (as JavaScript's encodeURIComponent makes it)",
+            )
+            .with_details(serde_json::json!({"header": "X-Reason-Encoded"}))
+        })?),
+        (None, None) => None,
     };
     let text = raw.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     match text {
         None if required => Err(ApiError::bad_request(
             "reason_required",
-            "this operation needs a non-empty X-Reason header",
+            "this operation needs a non-empty X-Reason (or X-Reason-Encoded) header",
         )
         .with_details(serde_json::json!({"header": "X-Reason"}))),
         Some(t) if t.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(
             "reason_too_long",
-            format!("X-Reason is longer than {MAX_REASON_CHARS} characters"),
+            format!("the reason is longer than {MAX_REASON_CHARS} characters"),
         )
         .with_details(serde_json::json!({"max_chars": MAX_REASON_CHARS}))),
         other => Ok(other),
     }
+}
+
+/// Decodes percent-encoded UTF-8 strictly: every `%` starts two hex digits,
+/// every other byte is visible ASCII or a space, and the decoded bytes are
+/// UTF-8. `None` otherwise (`percent_encoding` alone passes a stray `%` through).
+fn percent_decoded_utf8(raw: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                i += 3;
+            }
+            b' '..=b'~' => i += 1,
+            _ => return None,
+        }
+    }
+    percent_encoding::percent_decode(raw)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 /// A parsed `If-Match` header.
@@ -400,6 +439,57 @@ mod tests {
     }
 
     #[test]
+    fn encoded_reasons() {
+        let mut h = HeaderMap::new();
+        // "回滚 bad deploy" as encodeURIComponent sends it.
+        h.insert(
+            "x-reason-encoded",
+            "%E5%9B%9E%E6%BB%9A%20bad%20deploy".parse().expect("header"),
+        );
+        assert_eq!(
+            reason(&h, true).ok().flatten().as_deref(),
+            Some("回滚 bad deploy")
+        );
+        h.insert("x-reason", "plain".parse().expect("header"));
+        assert_eq!(
+            reason(&h, true).err().map(|e| e.code),
+            Some("invalid_header")
+        );
+        h.remove("x-reason");
+        for bad in ["%", "%E5%9B", "%zz", "50%", "%FF%FE"] {
+            h.insert("x-reason-encoded", bad.parse().expect("header"));
+            assert_eq!(
+                reason(&h, true).err().map(|e| e.code),
+                Some("invalid_header"),
+                "{bad}"
+            );
+        }
+        // The limit counts decoded characters: 512 Chinese characters pass,
+        // though they take 4608 bytes encoded.
+        h.insert(
+            "x-reason-encoded",
+            "%E5%9B%9E".repeat(512).parse().expect("header"),
+        );
+        assert_eq!(
+            reason(&h, true).ok().flatten().map(|s| s.chars().count()),
+            Some(512)
+        );
+        h.insert(
+            "x-reason-encoded",
+            "%E5%9B%9E".repeat(513).parse().expect("header"),
+        );
+        assert_eq!(
+            reason(&h, true).err().map(|e| e.code),
+            Some("reason_too_long")
+        );
+        h.insert("x-reason-encoded", "%20%20".parse().expect("header"));
+        assert_eq!(
+            reason(&h, true).err().map(|e| e.code),
+            Some("reason_required")
+        );
+    }
+
+    #[test]
     fn limits() {
         assert_eq!(limit(None, 1000).ok(), Some(1000));
         assert_eq!(limit(Some("1"), 1000).ok(), Some(1));
@@ -415,6 +505,9 @@ mod tests {
             let _ = limit(Some(&s), 1000);
             if let Ok(v) = s.parse::<axum::http::HeaderValue>() {
                 let mut h = HeaderMap::new();
+                h.insert("x-reason-encoded", v.clone());
+                let _ = reason(&h, true);
+                h.remove("x-reason-encoded");
                 h.insert("x-reason", v.clone());
                 h.insert("if-match", v);
                 let _ = reason(&h, true);

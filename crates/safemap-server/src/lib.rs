@@ -9,6 +9,7 @@
 //!   (layout in `STORAGE.md`).
 //! - [`routes`] has one file per route group: parse → library call → wait until
 //!   durable → respond. Behaviour lives in the library.
+//! - [`console`] is the web console at `/ui` (embedded page, read-only data views).
 //! - [`cli`] is the etcdctl-like client.
 //!
 //! Limits (all named here and in the config docs): request body 1 MiB, key
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod limits;

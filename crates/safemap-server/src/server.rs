@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::LimitedListener;
-use crate::routes::{audit, entries, ops, plans, restore, tokens, watch};
+use crate::routes::{audit, entries, ops, plans, restore, tokens, watch, whoami};
 use crate::state::{AppState, Shared};
 use crate::trace::TraceCtx;
 
@@ -82,6 +82,7 @@ pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/tokens", post(tokens::create)),
         (Method::GET, "/v1/tokens", get(tokens::list)),
         (Method::DELETE, "/v1/tokens/{name}", delete(tokens::revoke)),
+        (Method::GET, "/v1/whoami", get(whoami::whoami)),
         (Method::GET, "/healthz", get(ops::healthz)),
         (Method::GET, "/readyz", get(ops::readyz)),
         (Method::GET, "/metrics", get(ops::metrics)),
@@ -96,7 +97,8 @@ pub fn router(state: AppState) -> Router {
     for (_, path, handler) in route_table() {
         r = r.route(path, handler);
     }
-    r.route_layer(middleware::from_fn(observe))
+    r.merge(crate::console::routes())
+        .route_layer(middleware::from_fn(observe))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -222,6 +224,7 @@ pub async fn run_with_state(
         let _ = tx.send(state.clone());
     }
     println!("listening on {addr}");
+    println!("console at {scheme}://{addr}/ui");
     tracing::info!(%addr, scheme, data_dir = %opts.data_dir.display(), "listening on {addr}");
     let header_timeout = state.config.server.header_read_timeout;
     serve_connections(listener, app, header_timeout, async move {

@@ -7,6 +7,7 @@ pub mod plans;
 pub mod restore;
 pub mod tokens;
 pub mod watch;
+pub mod whoami;
 
 use std::time::SystemTime;
 
