@@ -3,7 +3,7 @@
 //!
 //! | variant | type | refresh in the incident |
 //! |---|---|---|
-//! | `safemap` / `safemap-journal` | `safemap::SafeMap`, `without_journal()` / default journal | `refresh` (upsert in place) |
+//! | `safemap` / `safemap-bare` | `safemap::SafeMap`, default builder / `without_journal()` | `refresh` (upsert in place) |
 //! | `dashmap` / `dashmap-retain` | `dashmap::DashMap` | `insert` in place / `retain` then `insert` |
 //! | `papaya` / `papaya-remove-insert` | `papaya::HashMap` | `insert` in place / `remove` then `insert` |
 //! | `scc` | `scc::HashMap` | `upsert_sync` |
@@ -28,8 +28,9 @@ pub mod scc;
 pub const CONFIGURATIONS: [(&str, &str); 8] = [
     (
         "safemap",
-        "`SafeMap::builder().hasher(foldhash)`; `without_journal()` for `safemap`, the default journal (1M records) for \
-         `safemap-journal`; reads with `get` (copies the u64), removes with a `Reason`",
+        "`SafeMap::builder().hasher(foldhash)`: the default journal for `safemap` (as shipped: removals recorded with their \
+         values, puts only while watched), `without_journal()` for `safemap-bare`; reads with `get` (copies the u64), removes \
+         with a `Reason`",
     ),
     (
         "dashmap",
@@ -236,7 +237,7 @@ mod tests {
     #[test]
     fn every_incident_adapter_refreshes_correctly() {
         refresh_brings_stale_keys_to_new_values::<safemap::Refresh>();
-        refresh_brings_stale_keys_to_new_values::<safemap::JournalRefresh>();
+        refresh_brings_stale_keys_to_new_values::<safemap::BareRefresh>();
         refresh_brings_stale_keys_to_new_values::<dashmap::Upsert>();
         refresh_brings_stale_keys_to_new_values::<dashmap::Retain>();
         refresh_brings_stale_keys_to_new_values::<papaya::Upsert>();

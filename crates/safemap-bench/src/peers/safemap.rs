@@ -1,9 +1,9 @@
 //! safemap: reads with `get` (lock-free, copies the small value), refreshes
 //! with `refresh` (upsert in place, the recommended API), removes with a
-//! `Reason`. The plain `safemap` variant is built `without_journal()` (no
-//! audit, restore or watch; revisions are still assigned) so that it
-//! compares map to map; `safemap-journal` keeps the default journal and
-//! pays for the audit trail.
+//! `Reason`. The `safemap` variant is what `SafeMap::builder()` gives (the
+//! journal on, as shipped: removals recorded with their values, puts only
+//! while watched); `safemap-bare` is built `without_journal()` (no audit,
+//! restore or watch; revisions are still assigned).
 
 use safemap::{Expect, Journal, Reason, SafeMap};
 
@@ -24,9 +24,9 @@ pub fn bare(capacity: usize) -> Map {
     }
 }
 
-/// A safemap with the default journal (every write recorded), `capacity`
+/// A safemap as the default builder makes it (journal on), `capacity`
 /// pre-allocated (0: none).
-pub fn journaled(capacity: usize) -> Map {
+pub fn shipped(capacity: usize) -> Map {
     let b = SafeMap::builder().hasher(Hasher::default());
     if capacity > 0 {
         b.capacity(capacity).build()
@@ -44,11 +44,11 @@ fn fill(m: &Map, keys: u64) {
     m.refresh((0..keys).map(|k| (k, value_of(k, 0))));
 }
 
-/// safemap refreshed with `refresh` (in place).
-pub struct Refresh(Map);
+/// safemap without journal, refreshed with `refresh` (in place).
+pub struct BareRefresh(Map);
 
-impl IncidentMap for Refresh {
-    const VARIANT: &'static str = "safemap";
+impl IncidentMap for BareRefresh {
+    const VARIANT: &'static str = "safemap-bare";
     const STYLE: &'static str = "`refresh` of the stale keys (upsert in place; journal off)";
     fn build(keys: u64) -> Self {
         let m = bare(0);
@@ -64,16 +64,16 @@ impl IncidentMap for Refresh {
     }
 }
 
-/// safemap with its default journal, refreshed with `refresh`: every
-/// refreshed key is an audit record (the journal keeps its default 1M).
-pub struct JournalRefresh(Map);
+/// safemap as shipped, refreshed with `refresh` (nobody watches, so the
+/// journal records no put).
+pub struct Refresh(Map);
 
-impl IncidentMap for JournalRefresh {
-    const VARIANT: &'static str = "safemap-journal";
+impl IncidentMap for Refresh {
+    const VARIANT: &'static str = "safemap";
     const STYLE: &'static str =
-        "`refresh` of the stale keys (upsert in place; default journal records every put)";
+        "`refresh` of the stale keys (upsert in place; default builder, journal on)";
     fn build(keys: u64) -> Self {
-        let m = journaled(0);
+        let m = shipped(0);
         fill(&m, keys);
         Self(m)
     }
@@ -96,45 +96,64 @@ fn update(m: &Map, k: u64) -> bool {
     }
 }
 
-bustle_table!(Table, Handle, Map, bare, |m, k| {
+bustle_table!(BareTable, BareHandle, Map, bare, |m, k| {
     get: m.pin().get(&k).is_some(),
     insert: m.insert(k, k).created(),
     remove: m.remove(&k, reason()).is_ok(),
     update: update(m, k),
 });
 
-bustle_table!(JournalTable, JournalHandle, Map, journaled, |m, k| {
+bustle_table!(Table, Handle, Map, shipped, |m, k| {
     get: m.pin().get(&k).is_some(),
     insert: m.insert(k, k).created(),
     remove: m.remove(&k, reason()).is_ok(),
     update: update(m, k),
 });
 
-/// safemap (journal off) for the memory workload.
-pub struct Memory(Map);
+/// A memory-workload adapter over a map made by `$make`.
+macro_rules! memory_peer {
+    ($(#[$doc:meta])* $name:ident, $variant:literal, $make:expr) => {
+        $(#[$doc])*
+        pub struct $name(Map);
 
-impl MemoryMap for Memory {
-    const VARIANT: &'static str = "safemap";
-    const RECLAIM: &'static str = "nothing to call; 200 ms wait for reclamation";
-    fn build(n: u64) -> Self {
-        let m = bare(0);
-        for k in 0..n {
-            let _ = m.insert(k, value_of(k, 0));
+        impl MemoryMap for $name {
+            const VARIANT: &'static str = $variant;
+            const RECLAIM: &'static str = "nothing to call; 200 ms wait for reclamation";
+            fn build(n: u64) -> Self {
+                let m: Map = $make;
+                for k in 0..n {
+                    let _ = m.insert(k, value_of(k, 0));
+                }
+                Self(m)
+            }
+            fn remove_where(&mut self, n: u64, drop: &dyn Fn(u64) -> bool) {
+                for k in (0..n).filter(|k| drop(*k)) {
+                    let _ = self.0.remove(&k, reason());
+                }
+            }
+            fn reclaim(&mut self) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            fn len(&self) -> usize {
+                self.0.len()
+            }
         }
-        Self(m)
-    }
-    fn remove_where(&mut self, n: u64, drop: &dyn Fn(u64) -> bool) {
-        for k in (0..n).filter(|k| drop(*k)) {
-            let _ = self.0.remove(&k, reason());
-        }
-    }
-    fn reclaim(&mut self) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
+    };
 }
+
+memory_peer!(
+    /// safemap as shipped (journal on; its removals stay in the journal, with
+    /// their values, for the retention).
+    Memory,
+    "safemap",
+    shipped(0)
+);
+memory_peer!(
+    /// safemap without journal.
+    BareMemory,
+    "safemap-bare",
+    bare(0)
+);
 
 /// Journal records kept by the `safemap-journal` memory variant.
 pub const JOURNAL_HELD: u64 = 100_000;

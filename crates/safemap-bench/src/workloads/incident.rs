@@ -108,7 +108,7 @@ pub fn variants() -> Vec<(&'static str, &'static str, Runner)> {
     }
     vec![
         entry::<peers::safemap::Refresh>(),
-        entry::<peers::safemap::JournalRefresh>(),
+        entry::<peers::safemap::BareRefresh>(),
         entry::<peers::dashmap::Upsert>(),
         entry::<peers::dashmap::Retain>(),
         entry::<peers::papaya::Upsert>(),

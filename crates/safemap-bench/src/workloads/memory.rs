@@ -60,6 +60,7 @@ pub fn variants() -> Vec<(&'static str, &'static str, Measure)> {
     }
     vec![
         entry::<peers::safemap::Memory>(),
+        entry::<peers::safemap::BareMemory>(),
         entry::<peers::safemap::JournalMemory>(),
         entry::<peers::dashmap::Memory>(),
         entry::<peers::papaya::Memory>(),

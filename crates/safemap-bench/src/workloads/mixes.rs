@@ -93,11 +93,7 @@ where
 pub fn variants() -> Vec<(&'static str, bool, Runner)> {
     vec![
         ("safemap", false, runner::<peers::safemap::Table>()),
-        (
-            "safemap-journal",
-            false,
-            runner::<peers::safemap::JournalTable>(),
-        ),
+        ("safemap-bare", false, runner::<peers::safemap::BareTable>()),
         ("dashmap", false, runner::<peers::dashmap::Table>()),
         ("papaya", false, runner::<peers::papaya::Table>()),
         ("scc", false, runner::<peers::scc::Table>()),

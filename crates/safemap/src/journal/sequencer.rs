@@ -206,7 +206,8 @@ impl<K, V> Shared<K, V> {
             // itself (each under this lock, which orders them before us).
             self.published.store(state.published, Ordering::Release);
             self.changed.notify_all();
-            if self.recording {
+            // Only watchers listen; a map nobody watches skips the wake-up.
+            if state.watchers > 0 {
                 self.published_event.notify(usize::MAX);
             }
         }
