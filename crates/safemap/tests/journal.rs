@@ -221,3 +221,14 @@ fn loaded_records_are_watchable_and_what_precedes_them_is_compacted() {
         Revision::new(3)
     );
 }
+
+#[test]
+fn a_query_after_the_largest_id_is_empty_not_a_panic() {
+    let map: SafeMap<u32, u32> = SafeMap::builder().record_puts(true).build();
+    let _ = map.insert(1, 1);
+    let page = map.journal().unwrap().query(&AuditQuery {
+        after: Some(AuditId::new(u64::MAX)),
+        ..Default::default()
+    });
+    assert!(page.is_empty());
+}

@@ -166,3 +166,32 @@ fn a_key_that_became_vetoed_after_the_plan_is_not_removed() {
     );
     assert!(map.contains_key("o-01"));
 }
+
+#[test]
+fn a_plan_loaded_after_a_restart_executes_under_its_original_id() {
+    let before: SafeMap<String, u32> = SafeMap::builder().name("orders").build();
+    for i in 0..3 {
+        let _ = before.insert(format!("o-{i}"), i);
+    }
+    let plan = before.plan_remove(Selector::all().prefix("o-"));
+    // A new life: the same entries, and the plan as storage kept it.
+    let after: SafeMap<String, u32> = SafeMap::builder().name("orders").build();
+    for (key, revision) in plan.keys() {
+        let value = *before.get(key).unwrap().value();
+        after.load_entry(key.clone(), value, *revision, *revision, 1);
+    }
+    after.load_plan(plan.id(), plan.keys().to_vec(), plan.expires_at());
+    let report = after.execute(plan.id(), 3, "cleanup").unwrap();
+    assert_eq!(report.deleted, 3);
+    assert!(after.is_empty());
+    assert_eq!(
+        after.execute(plan.id(), 3, "again"),
+        Err(safemap::ExecuteError::Gone)
+    );
+    let expired = before.plan_remove(Selector::all());
+    after.load_plan(expired.id(), Vec::new(), std::time::SystemTime::UNIX_EPOCH);
+    assert_eq!(
+        after.execute(expired.id(), 0, "late"),
+        Err(safemap::ExecuteError::Gone)
+    );
+}

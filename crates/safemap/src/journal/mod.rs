@@ -359,8 +359,10 @@ impl<K, V> Journal<K, V> {
     {
         let state = self.shared.state.lock();
         let start = match query.after {
+            // Saturating: `after` may be any id a client sent, u64::MAX included.
             Some(after) if after.get() >= state.first_id() => {
-                (after.get() + 1 - state.first_id()) as usize
+                usize::try_from(after.get() - state.first_id())
+                    .map_or(usize::MAX, |index| index.saturating_add(1))
             }
             _ => 0,
         };

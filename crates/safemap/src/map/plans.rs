@@ -91,6 +91,24 @@ where
         }
     }
 
+    /// Puts back a plan made before a restart (recovery), under its original
+    /// id: pending until `expires_at`, executable with the same confirmation
+    /// count. A plan already expired answers `Gone`, as it would have.
+    pub fn load_plan(&self, id: PlanId, keys: Vec<(K, Revision)>, expires_at: SystemTime) {
+        let now = Instant::now();
+        let left = expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let slot = match left.is_zero() {
+            true => PlanSlot::Used { since: now },
+            false => PlanSlot::Pending {
+                keys,
+                expires: now + left,
+            },
+        };
+        self.plans.lock().slots.insert(id, slot);
+    }
+
     /// Executes a plan: removes each planned key that still has its pinned
     /// revision, through the deny rules but not the breaker (the confirmation is
     /// the deliberate act). Keys that changed or vanished since the plan are
