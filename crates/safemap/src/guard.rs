@@ -1,5 +1,5 @@
 //! What stands between a removal request and a removal: deny rules and the
-//! delete breaker. Both are consulted under the map's write lock, so what they
+//! delete breaker. Both are consulted under the key's write lock, so what they
 //! judge is exactly what would be removed (no check-then-act gap).
 
 use std::collections::VecDeque;

@@ -128,9 +128,14 @@
 //!
 //! # Limits
 //!
-//! * Writes to maps sharing a journal are serialised (one writer at a time);
-//!   reads scale, writes do not. A refresh holds the lock for 1024 entries at a
-//!   time, `retain` and plan executions for 256.
+//! * Writes to one key are serialised by its lock (one of 256 stripes per map,
+//!   so unrelated keys occasionally share one); all writes of a journal pass
+//!   through its sequencer twice, for a few instructions each. A refresh,
+//!   `retain` or plan execution is one write per entry: other writers never
+//!   wait for the whole batch.
+//! * By default puts are not recorded unless watched: a watch from a revision
+//!   written while nobody watched answers `Compacted`
+//!   (see [`Builder::record_puts`]).
 //! * The journal keeps at most [`journal::DEFAULT_CAPACITY`] records and
 //!   [`journal::DEFAULT_RETENTION`] of history by default; older records are
 //!   evicted (and counted), after which restore answers `RetentionExpired` and

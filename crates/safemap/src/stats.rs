@@ -1,9 +1,7 @@
 //! Counters of what a map did. Reads are counted in sharded cells (see
-//! `engine::ReadCounters`); writes, which hold the write lock anyway, in plain
-//! atomics. Everything is summed only when [`SafeMap::stats`](crate::SafeMap::stats) asks.
+//! `engine::ReadCounters`), and so are writes (`engine::ShardedCounters`). Everything is summed only when [`SafeMap::stats`](crate::SafeMap::stats) asks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use crate::engine::ShardedCounters;
 use crate::error::DeleteError;
 
 /// Removal outcomes, by kind.
@@ -44,50 +42,55 @@ pub struct Stats {
     pub journal_evicted: u64,
 }
 
-/// Write-side counters.
-#[derive(Default)]
-pub(crate) struct WriteCounters {
-    puts: AtomicU64,
-    deleted: AtomicU64,
-    vetoed: AtomicU64,
-    mismatch: AtomicU64,
-    breaker: AtomicU64,
-    not_found: AtomicU64,
+/// Write-side counters, per thread (writes to different keys run in parallel).
+pub(crate) struct WriteCounters(ShardedCounters<6>);
+
+const PUTS: usize = 0;
+const DELETED: usize = 1;
+const VETOED: usize = 2;
+const MISMATCH: usize = 3;
+const BREAKER: usize = 4;
+const NOT_FOUND: usize = 5;
+
+impl Default for WriteCounters {
+    fn default() -> Self {
+        WriteCounters(ShardedCounters::new())
+    }
 }
 
-// Relaxed throughout: these are statistics; they publish no other memory.
 impl WriteCounters {
     pub(crate) fn put(&self) {
-        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.0.add(PUTS);
     }
 
     pub(crate) fn deleted(&self) {
-        self.deleted.fetch_add(1, Ordering::Relaxed);
+        self.0.add(DELETED);
     }
 
     /// Counts a refused removal by its cause.
     pub(crate) fn refused(&self, error: &DeleteError) {
-        let counter = match error {
-            DeleteError::NotFound => &self.not_found,
-            DeleteError::Vetoed { .. } => &self.vetoed,
-            DeleteError::RevisionMismatch { .. } => &self.mismatch,
-            DeleteError::BreakerOpen { .. } => &self.breaker,
+        let slot = match error {
+            DeleteError::NotFound => NOT_FOUND,
+            DeleteError::Vetoed { .. } => VETOED,
+            DeleteError::RevisionMismatch { .. } => MISMATCH,
+            DeleteError::BreakerOpen { .. } => BREAKER,
             DeleteError::ReasonRequired | DeleteError::ReasonTooLong => return,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.0.add(slot);
     }
 
     pub(crate) fn puts(&self) -> u64 {
-        self.puts.load(Ordering::Relaxed)
+        self.0.totals()[PUTS]
     }
 
     pub(crate) fn deletes(&self) -> DeleteCounts {
+        let totals = self.0.totals();
         DeleteCounts {
-            deleted: self.deleted.load(Ordering::Relaxed),
-            vetoed: self.vetoed.load(Ordering::Relaxed),
-            mismatch: self.mismatch.load(Ordering::Relaxed),
-            breaker: self.breaker.load(Ordering::Relaxed),
-            not_found: self.not_found.load(Ordering::Relaxed),
+            deleted: totals[DELETED],
+            vetoed: totals[VETOED],
+            mismatch: totals[MISMATCH],
+            breaker: totals[BREAKER],
+            not_found: totals[NOT_FOUND],
         }
     }
 }

@@ -6,7 +6,7 @@
 //!   unwrapped, so the `lock()` API is the same), and every `lock()` becomes a
 //!   point at which shuttle's scheduler may switch threads. The proof suite
 //!   (`tests/shuttle_*.rs`) then explores interleavings of the crate's own
-//!   protocol: the journal's write lock, the breaker, the plan book, and the
+//!   protocol: the key locks, the journal's sequencer, the breaker, the plan book, and the
 //!   code between them. A feature rather than a `cfg` so that no `RUSTFLAGS`
 //!   rebuild is needed; it is meant only for those tests (`cargo test
 //!   --features shuttle --test 'shuttle_*'`). A lock made outside a shuttle
@@ -22,7 +22,7 @@
 //! operations are linearizable; papaya's own concurrency is exercised by the
 //! real-thread tests (`tests/linearizability.rs`, `tests/deadlock.rs`). The
 //! few plain atomics of this crate (counters, the published revision) also
-//! stay real: each is written under the write lock or is a statistic.
+//! stay real: each is written under the sequencer's lock or is a statistic.
 
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use parking_lot::{Mutex, MutexGuard};

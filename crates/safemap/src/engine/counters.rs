@@ -11,17 +11,22 @@ const OVERFLOW: usize = OWNED_CELLS;
 const HIT: usize = 0;
 const MISS: usize = 1;
 
-/// Hit and miss counts of reads, one padded cell per thread, summed on demand
+/// `N` counters, one padded cell of them per thread, summed on demand
 /// (`stats()`).
 ///
 /// Invariant: a cell below [`OWNED_CELLS`] is written by at most one thread at
-/// a time (the holder of that [`CellLease`]), so a read counts itself with a
-/// plain load and store — no locked instruction, no shared cache line. (A
-/// locked add cost ~14 % of a read's time in the `incident` profile.) The
-/// overflow cell is shared and counted with `fetch_add`.
-pub(crate) struct ReadCounters {
-    cells: Box<[CachePadded<[AtomicU64; 2]>]>,
+/// a time (the holder of that [`CellLease`]), so a thread counts with a plain
+/// load and store — no locked instruction, no shared cache line. (A locked add
+/// cost ~14 % of a read's time in the `incident` profile; on writes of
+/// different keys from several threads, a shared counter is a cache line that
+/// every write pulls over.) The overflow cell is shared and counted with
+/// `fetch_add`.
+pub(crate) struct ShardedCounters<const N: usize> {
+    cells: Box<[CachePadded<[AtomicU64; N]>]>,
 }
+
+/// Hit and miss counts of reads.
+pub(crate) struct ReadCounters(ShardedCounters<2>);
 
 /// The indices of cells not leased by a live thread, and the next never-leased one.
 static FREE_CELLS: Mutex<(Vec<usize>, usize)> = Mutex::new((Vec::new(), 0));
@@ -59,18 +64,18 @@ thread_local! {
     static LEASE: CellLease = CellLease::take();
 }
 
-impl ReadCounters {
+impl<const N: usize> ShardedCounters<N> {
     pub(crate) fn new() -> Self {
-        ReadCounters {
+        ShardedCounters {
             cells: (0..=OWNED_CELLS)
-                .map(|_| CachePadded::new([AtomicU64::new(0), AtomicU64::new(0)]))
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
                 .collect(),
         }
     }
 
+    /// Adds one to counter `slot` (`< N`).
     #[inline]
-    pub(crate) fn record(&self, hit: bool) {
-        let slot = if hit { HIT } else { MISS };
+    pub(crate) fn add(&self, slot: usize) {
         // During thread teardown the lease may already be gone: use the overflow cell.
         let index = LEASE.try_with(|lease| lease.0).unwrap_or(OVERFLOW);
         let counter = &self.cells[index][slot];
@@ -85,14 +90,32 @@ impl ReadCounters {
         }
     }
 
-    /// (hits, misses) summed over all cells; a moving total under concurrent reads.
+    /// Each counter summed over all cells; a moving total under concurrent use.
+    pub(crate) fn totals(&self) -> [u64; N] {
+        let mut totals = [0; N];
+        for cell in &self.cells {
+            for (total, counter) in totals.iter_mut().zip(cell.iter()) {
+                *total += counter.load(Ordering::Relaxed);
+            }
+        }
+        totals
+    }
+}
+
+impl ReadCounters {
+    pub(crate) fn new() -> Self {
+        ReadCounters(ShardedCounters::new())
+    }
+
+    #[inline]
+    pub(crate) fn record(&self, hit: bool) {
+        self.0.add(if hit { HIT } else { MISS });
+    }
+
+    /// (hits, misses) summed over all cells.
     pub(crate) fn totals(&self) -> (u64, u64) {
-        self.cells.iter().fold((0, 0), |(hits, misses), cell| {
-            (
-                hits + cell[HIT].load(Ordering::Relaxed),
-                misses + cell[MISS].load(Ordering::Relaxed),
-            )
-        })
+        let [hits, misses] = self.0.totals();
+        (hits, misses)
     }
 }
 

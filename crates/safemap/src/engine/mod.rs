@@ -10,6 +10,6 @@ mod counters;
 mod key_locks;
 mod table;
 
-pub(crate) use counters::ReadCounters;
+pub(crate) use counters::{ReadCounters, ShardedCounters};
 pub(crate) use key_locks::{KeyGuard, KeyLocks};
 pub(crate) use table::Table;

@@ -104,7 +104,7 @@ impl<K, V, S> Builder<K, V, S> {
     }
 
     /// Attaches the map to a shared journal: maps sharing one journal share its
-    /// revision counter, its audit ids and its write lock.
+    /// revision counter, its audit ids and its record order.
     pub fn journal(mut self, journal: Journal<K, V>) -> Self {
         self.journal = JournalChoice::Shared(journal);
         self
