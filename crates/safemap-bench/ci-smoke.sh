@@ -46,7 +46,7 @@ if grep -q '"bytes_per_op":null' "$out/delete.jsonl"; then
 fi
 
 "$bin" memory --entries 20000 --json --quiet --report "$out/report" > "$out/memory.jsonl"
-expect_lines "$out/memory.jsonl" 9 memory
+expect_lines "$out/memory.jsonl" 10 memory
 grep -q '^## 4. Memory' "$out/report/BENCHMARKS.md"
 grep -q '<svg' "$out/report/bench-charts/memory.svg"
 echo "ci-smoke: report ok"
