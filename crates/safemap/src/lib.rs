@@ -158,19 +158,24 @@ pub mod journal;
 mod map;
 mod plan;
 mod reason;
+mod refs;
 mod stats;
 mod sync;
 mod watch;
 
 pub use entry::{Entry, EntryRef, Removed, Written};
-pub use error::{DeleteError, ExecuteError, PutError, RestoreError, WatchError};
+pub use error::{BuildError, DeleteError, ExecuteError, PutError, RestoreError, WatchError};
 pub use guard::BreakerState;
 pub use ids::{AuditId, ParsePlanIdError, PlanId, Revision};
 pub use journal::{AuditQuery, AuditRecord, Journal, JournalBuilder, JournalSink, Op};
 pub use map::{
-    Builder, DEFAULT_PLAN_TTL, Expect, Pinned, RestoreReport, RetainReport, SafeMap, Skip, Snapshot,
+    Builder, DEFAULT_PLAN_TTL, Expect, MapRestored, Pinned, RestoreReport, RetainReport, SafeMap,
+    Skip, Snapshot,
 };
-pub use plan::{Conflict, ExecuteReport, Plan, Selector};
+pub use plan::{
+    Blocked, BlockedWhy, ChangeKind, Changed, Conflict, ExecuteReport, Plan, Selector, TreeNode,
+};
 pub use reason::{MAX_REASON_LEN, Reason};
+pub use refs::{OnDelete, Referrer};
 pub use stats::{DeleteCounts, Stats};
 pub use watch::{Event, Watcher};

@@ -19,6 +19,8 @@ pub struct DeleteCounts {
     pub breaker: u64,
     /// Removals of an absent key.
     pub not_found: u64,
+    /// Removals refused because other keys refer to the key.
+    pub referenced: u64,
 }
 
 /// A map's counters at one moment.
@@ -53,6 +55,7 @@ pub(crate) struct WriteCounters {
     mismatch: AtomicU64,
     breaker: AtomicU64,
     not_found: AtomicU64,
+    referenced: AtomicU64,
 }
 
 // Relaxed throughout: these are statistics; they publish no other memory.
@@ -72,6 +75,7 @@ impl WriteCounters {
             DeleteError::Vetoed { .. } => &self.vetoed,
             DeleteError::RevisionMismatch { .. } => &self.mismatch,
             DeleteError::BreakerOpen { .. } => &self.breaker,
+            DeleteError::Referenced { .. } => &self.referenced,
             DeleteError::ReasonRequired | DeleteError::ReasonTooLong => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -88,6 +92,7 @@ impl WriteCounters {
             mismatch: self.mismatch.load(Ordering::Relaxed),
             breaker: self.breaker.load(Ordering::Relaxed),
             not_found: self.not_found.load(Ordering::Relaxed),
+            referenced: self.referenced.load(Ordering::Relaxed),
         }
     }
 }

@@ -65,11 +65,13 @@ fn a_plan_executed_after_some_planned_keys_were_updated_skips_them() {
                 key: "o-03".to_string(),
                 planned_revision: planned_03,
                 current_revision: Some(updated.revision()),
+                changed: None,
             },
             Conflict {
                 key: "o-04".to_string(),
                 planned_revision: plan.keys()[4].1,
                 current_revision: None,
+                changed: None,
             },
         ]
     );

@@ -1,8 +1,10 @@
 //! [`SafeMap`]: the public face; each file of this folder holds one group of operations.
 
 mod builder;
+mod cascade;
 mod plans;
 mod read;
+mod refs;
 mod remove;
 mod restore;
 mod write;
@@ -14,7 +16,7 @@ use std::time::{Duration, SystemTime};
 pub use builder::{Builder, DEFAULT_PLAN_TTL};
 pub use read::{Pinned, Snapshot};
 pub use remove::RetainReport;
-pub use restore::{RestoreReport, Skip};
+pub use restore::{MapRestored, RestoreReport, Skip};
 pub use write::Expect;
 
 use crate::engine::{KeyLocks, ReadCounters, Table};
@@ -23,6 +25,7 @@ use crate::guard::{Breaker, BreakerState, DenyRules};
 use crate::ids::Revision;
 use crate::journal::Journal;
 use crate::plan::PlanBook;
+use crate::refs::MapRefs;
 use crate::stats::{Stats, WriteCounters};
 use crate::sync::Mutex;
 use crate::watch::Watcher;
@@ -46,6 +49,8 @@ pub struct SafeMap<K, V, S = RandomState> {
     plans: Mutex<PlanBook<K>>,
     reads: ReadCounters,
     writes: WriteCounters,
+    /// What the map declares and who refers to its keys (see `refs`).
+    refs: MapRefs<K, V>,
 }
 
 impl<K, V> SafeMap<K, V, RandomState>

@@ -12,6 +12,7 @@ use crate::ids::{AuditId, PlanId, Revision};
 use crate::journal::{AuditRecord, Op};
 use crate::plan::PlanSlot;
 use crate::reason::Reason;
+use crate::refs::RestoreSkip;
 
 /// Why a restore left a key alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,14 +21,18 @@ pub enum Skip {
     Recreated,
     /// The removal is older than the map's retention.
     Expired,
+    /// The value refers to a key that does not exist (see
+    /// [`Builder::references`](crate::Builder::references)).
+    ReferenceMissing,
 }
 
 impl Skip {
-    /// `"recreated"` or `"expired"`.
+    /// `"recreated"`, `"expired"` or `"reference_missing"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::Recreated => "recreated",
             Skip::Expired => "expired",
+            Skip::ReferenceMissing => "reference_missing",
         }
     }
 }
@@ -40,6 +45,20 @@ pub struct RestoreReport<K> {
     pub restored: Vec<(K, Revision)>,
     /// Keys left alone, and why.
     pub skipped: Vec<(K, Skip)>,
+    /// Keys of other maps restored (or left alone) by the restore of a
+    /// cascading plan, parents first.
+    pub other_maps: Vec<MapRestored<K>>,
+}
+
+/// A key of another map handled by the restore of a cascading plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapRestored<K> {
+    /// The map.
+    pub map: Arc<str>,
+    /// The key.
+    pub key: K,
+    /// Its new revision, or why it was left alone.
+    pub outcome: Result<Revision, Skip>,
 }
 
 impl<K, V, S> SafeMap<K, V, S>
@@ -94,6 +113,10 @@ where
     }
 
     /// Restores every removal of an executed plan (see [`SafeMap::restore`]).
+    /// For a cascading plan, every map's keys come back, parents before
+    /// children, each checked against the references as it is written (a key
+    /// whose target is still missing once everything else is back is skipped
+    /// with [`Skip::ReferenceMissing`]).
     ///
     /// # Errors
     ///
@@ -104,14 +127,32 @@ where
         &self,
         plan: PlanId,
         reason: impl Into<Reason>,
-    ) -> Result<RestoreReport<K>, RestoreError> {
+    ) -> Result<RestoreReport<K>, RestoreError>
+    where
+        K: Send + Sync,
+        V: Send + Sync,
+        S: Send + Sync,
+    {
         let reason = reason.into();
         reason.check_for_removal()?;
         let journal = self.journal().ok_or(RestoreError::JournalDisabled)?;
-        let records: Vec<_> = journal
+        let all: Vec<_> = journal
             .for_plan(plan)
             .into_iter()
-            .filter(|r| Arc::ptr_eq(&r.map, &self.name) && r.op == Op::Delete)
+            .filter(|r| r.op == Op::Delete)
+            .collect();
+        // A cascading plan removes each root last in its subtree: its newest
+        // record is a root's, in the plan's map (known after a restart too).
+        let made_here = all.last().is_some_and(|r| *r.map == *self.name);
+        if made_here && all.iter().any(|r| !Arc::ptr_eq(&r.map, &self.name)) {
+            if !all.iter().any(|r| self.within_retention(r)) {
+                return Err(RestoreError::RetentionExpired);
+            }
+            return Ok(self.restore_tree(all, &reason));
+        }
+        let records: Vec<_> = all
+            .into_iter()
+            .filter(|r| Arc::ptr_eq(&r.map, &self.name))
             .collect();
         if records.is_empty() {
             let known = matches!(
@@ -123,6 +164,7 @@ where
                 true => Ok(RestoreReport {
                     restored: Vec::new(),
                     skipped: Vec::new(),
+                    other_maps: Vec::new(),
                 }),
                 false => Err(RestoreError::NotFound),
             };
@@ -131,6 +173,81 @@ where
             return Err(RestoreError::RetentionExpired);
         }
         Ok(self.restore_records(&records, &reason))
+    }
+
+    /// Restores a cascading plan's removals across maps: newest record first
+    /// (execution removed children before parents, so this is parents first),
+    /// then again those whose target was still missing, while that helps.
+    fn restore_tree(
+        &self,
+        mut records: Vec<Arc<AuditRecord<K, V>>>,
+        reason: &Reason,
+    ) -> RestoreReport<K>
+    where
+        K: Send + Sync,
+        V: Send + Sync,
+        S: Send + Sync,
+    {
+        let _span =
+            tracing::debug_span!("safemap.restore", map = %self.name, cascade = true).entered();
+        records.sort_by_key(|r| std::cmp::Reverse(r.id));
+        let mut outcomes: Vec<(Arc<str>, K, Result<Revision, Skip>)> = Vec::new();
+        let mut pending = records;
+        loop {
+            let mut waiting = Vec::new();
+            let before = pending.len();
+            for record in pending {
+                let Some(value) = record.previous_value.clone() else {
+                    continue;
+                };
+                let outcome = match self.handle(&record.map) {
+                    _ if !self.within_retention(&record) => Err(Skip::Expired),
+                    None => Err(Skip::Recreated),
+                    Some(map) => match map.get().restore_value(record.key.clone(), value, reason) {
+                        Ok(revision) => Ok(revision),
+                        Err(RestoreSkip::ReferenceMissing) => {
+                            waiting.push(record);
+                            continue;
+                        }
+                        Err(RestoreSkip::Recreated) => Err(Skip::Recreated),
+                    },
+                };
+                outcomes.push((Arc::clone(&record.map), record.key.clone(), outcome));
+            }
+            if waiting.is_empty() || waiting.len() == before {
+                for record in waiting {
+                    outcomes.push((
+                        record.map.clone(),
+                        record.key.clone(),
+                        Err(Skip::ReferenceMissing),
+                    ));
+                }
+                break;
+            }
+            pending = waiting;
+        }
+        let mut report = RestoreReport {
+            restored: Vec::new(),
+            skipped: Vec::new(),
+            other_maps: Vec::new(),
+        };
+        for (map, key, outcome) in outcomes {
+            match (Arc::ptr_eq(&map, &self.name) || *map == *self.name, outcome) {
+                (true, Ok(revision)) => report.restored.push((key, revision)),
+                (true, Err(skip)) => report.skipped.push((key, skip)),
+                (false, outcome) => report.other_maps.push(MapRestored { map, key, outcome }),
+            }
+        }
+        tracing::debug!(
+            restored = report.restored.len()
+                + report
+                    .other_maps
+                    .iter()
+                    .filter(|i| i.outcome.is_ok())
+                    .count(),
+            outcome = "restored"
+        );
+        report
     }
 
     fn within_retention(&self, record: &AuditRecord<K, V>) -> bool {
@@ -148,6 +265,7 @@ where
         let mut report = RestoreReport {
             restored: Vec::new(),
             skipped: Vec::new(),
+            other_maps: Vec::new(),
         };
         for record in records {
             let Some(value) = record.previous_value.clone() else {
@@ -160,6 +278,9 @@ where
             let key = record.key.clone();
             match self.put_one(key.clone(), value, Expect::Absent, reason, Op::Restore) {
                 Ok(written) => report.restored.push((key, written.revision)),
+                Err(PutError::ReferenceMissing { .. }) => {
+                    report.skipped.push((key, Skip::ReferenceMissing));
+                }
                 Err(PutError::AlreadyExists { .. }) | Err(_) => {
                     report.skipped.push((key, Skip::Recreated));
                 }

@@ -73,7 +73,8 @@ where
     ///
     /// [`PutError::AlreadyExists`] for `Expect::Absent` on a present key;
     /// [`PutError::RevisionMismatch`] for `Expect::Revision` on another revision
-    /// or an absent key.
+    /// or an absent key; [`PutError::ReferenceMissing`] when the value refers
+    /// to a key that does not exist (see [`Builder::references`](crate::Builder::references)).
     pub fn put(
         &self,
         key: K,
@@ -160,6 +161,9 @@ where
         reason: &Reason,
         op: Op,
     ) -> Result<Written, PutError> {
+        // A map that declares references takes the references lock before its
+        // key's stripe (see `refs`); other maps pay one branch.
+        let _references = self.refs().declares().then(|| self.journal.refs().lock());
         let held = self.locks.lock(&key);
         let guard = self.table.guard();
         let current = self
@@ -173,6 +177,14 @@ where
                 return Err(PutError::RevisionMismatch { current });
             }
             _ => {}
+        }
+        let change = self
+            .refs()
+            .declares()
+            .then(|| self.ref_change(current.map(|c| &c.value), Some(&value)));
+        let _targets = change.as_ref().map(|c| self.lock_targets(c, &key));
+        if let Some(change) = &change {
+            self.check_targets(change, &key)?;
         }
         let (create_revision, version) = match current {
             Some(c) => (Some(c.create_revision), c.version + 1),
@@ -205,8 +217,18 @@ where
             create_revision,
             version,
         };
-        self.table.publish(&held, key, stored, &guard);
-        claim.published();
+        match &change {
+            Some(change) => {
+                let indexed = key.clone();
+                self.table.publish(&held, key, stored, &guard);
+                claim.published();
+                self.apply_change(change, &indexed);
+            }
+            None => {
+                self.table.publish(&held, key, stored, &guard);
+                claim.published();
+            }
+        }
         self.writes.put();
         Ok(Written {
             revision,

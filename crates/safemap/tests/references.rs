@@ -1,0 +1,232 @@
+//! References between maps: puts that would dangle are refused, removals of
+//! referred-to keys are refused, the referrer index follows every write.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use safemap::{
+    BuildError, DeleteError, Expect, Journal, OnDelete, PutError, Reason, Referrer, SafeMap, Skip,
+};
+
+/// A row: the key it refers to (if any) and a payload.
+#[derive(Clone, Debug, PartialEq)]
+struct Row {
+    parent: Option<String>,
+    n: u32,
+}
+
+type Map = SafeMap<String, Row>;
+
+fn row(parent: Option<&str>, n: u32) -> Row {
+    Row {
+        parent: parent.map(str::to_owned),
+        n,
+    }
+}
+
+fn pair(on_delete: OnDelete) -> (Arc<Map>, Arc<Map>) {
+    let journal = Journal::new();
+    let orders = SafeMap::builder()
+        .name("orders")
+        .journal(journal.clone())
+        .build_shared()
+        .unwrap();
+    let items = SafeMap::builder()
+        .name("items")
+        .journal(journal)
+        .references("order", "orders", on_delete, |r: &Row| r.parent.clone())
+        .build_shared()
+        .unwrap();
+    (orders, items)
+}
+
+fn put(map: &Map, key: &str, value: Row) -> Result<safemap::Written, PutError> {
+    map.put(key.to_owned(), value, Expect::Any, &Reason::none())
+}
+
+#[test]
+fn a_put_whose_target_is_missing_is_refused_and_writes_nothing() {
+    let (orders, items) = pair(OnDelete::Restrict);
+    let before = items.current_revision();
+    assert_eq!(
+        put(&items, "i-1", row(Some("o-1"), 1)),
+        Err(PutError::ReferenceMissing {
+            reference: "order".into(),
+            map: "orders".into()
+        })
+    );
+    assert!(items.get("i-1").is_none());
+    assert_eq!(items.current_revision(), before);
+    let _ = orders.insert("o-1".into(), row(None, 0));
+    assert!(put(&items, "i-1", row(Some("o-1"), 1)).is_ok());
+    // A value that refers to nothing needs nothing.
+    assert!(put(&items, "i-2", row(None, 2)).is_ok());
+}
+
+#[test]
+fn a_referenced_key_cannot_be_removed_alone_whatever_on_delete_says() {
+    for on_delete in [OnDelete::Restrict, OnDelete::Cascade] {
+        let (orders, items) = pair(on_delete);
+        let _ = orders.insert("o-1".into(), row(None, 0));
+        let _ = put(&items, "i-1", row(Some("o-1"), 1)).unwrap();
+        let _ = put(&items, "i-2", row(Some("o-1"), 2)).unwrap();
+        let before = orders.current_revision();
+        assert_eq!(
+            orders.remove("o-1", "cleanup"),
+            Err(DeleteError::Referenced {
+                count: 2,
+                map: "items".into(),
+                reference: "order".into()
+            })
+        );
+        assert!(orders.contains_key("o-1"));
+        assert_eq!(orders.current_revision(), before, "nothing written");
+        assert_eq!(orders.stats().deletes.referenced, 1);
+        // Once the referrers are gone, the key can go.
+        let _ = items.remove("i-1", "done").unwrap();
+        let _ = put(&items, "i-2", row(None, 2)).unwrap();
+        assert!(orders.remove("o-1", "cleanup").is_ok());
+    }
+}
+
+#[test]
+fn vetoed_comes_before_referenced() {
+    let journal = Journal::new();
+    let orders: Arc<Map> = SafeMap::builder()
+        .name("orders")
+        .journal(journal.clone())
+        .deny_delete("big", |_, r: &Row| r.n > 10)
+        .build_shared()
+        .unwrap();
+    let items: Arc<Map> = SafeMap::builder()
+        .name("items")
+        .journal(journal)
+        .references("order", "orders", OnDelete::Restrict, |r: &Row| {
+            r.parent.clone()
+        })
+        .build_shared()
+        .unwrap();
+    let _ = orders.insert("o-1".into(), row(None, 11));
+    let _ = put(&items, "i-1", row(Some("o-1"), 1)).unwrap();
+    assert_eq!(
+        orders.remove("o-1", "x"),
+        Err(DeleteError::Vetoed { rule: "big".into() })
+    );
+}
+
+#[test]
+fn referrers_lists_who_refers_in_order_and_pages() {
+    let (orders, items) = pair(OnDelete::Restrict);
+    let _ = orders.insert("o-1".into(), row(None, 0));
+    let _ = orders.insert("o-2".into(), row(None, 0));
+    for i in [3, 1, 2] {
+        let _ = put(&items, &format!("i-{i}"), row(Some("o-1"), i)).unwrap();
+    }
+    let o1 = "o-1".to_string();
+    let keys = |rs: Vec<Referrer<String>>| rs.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    assert_eq!(keys(orders.referrers(&o1, None, 10)), ["i-1", "i-2", "i-3"]);
+    let first = orders.referrers(&o1, None, 2);
+    assert_eq!(keys(first.clone()), ["i-1", "i-2"]);
+    assert_eq!(keys(orders.referrers(&o1, first.last(), 2)), ["i-3"]);
+    assert_eq!(&*first[0].map, "items");
+    assert_eq!(&*first[0].reference, "order");
+    // Moving a referrer moves its index entry; removing it drops it.
+    let _ = put(&items, "i-2", row(Some("o-2"), 2)).unwrap();
+    let _ = items.remove("i-3", "gone").unwrap();
+    assert_eq!(keys(orders.referrers(&o1, None, 10)), ["i-1"]);
+    assert_eq!(
+        keys(orders.referrers(&"o-2".to_string(), None, 10)),
+        ["i-2"]
+    );
+    assert!(orders.referrers(&"nope".to_string(), None, 10).is_empty());
+}
+
+#[test]
+fn a_value_referring_to_its_own_key_never_blocks_its_own_removal() {
+    let map: Arc<Map> = SafeMap::builder()
+        .name("nodes")
+        .references("parent", "nodes", OnDelete::Restrict, |r: &Row| {
+            r.parent.clone()
+        })
+        .build_shared()
+        .unwrap();
+    // A new key may refer to itself; it exists once written.
+    let _ = put(&map, "root", row(Some("root"), 0)).unwrap();
+    let _ = put(&map, "child", row(Some("root"), 1)).unwrap();
+    assert!(matches!(
+        map.remove("root", "x"),
+        Err(DeleteError::Referenced { count: 1, .. })
+    ));
+    let _ = map.remove("child", "x").unwrap();
+    assert!(map.remove("root", "x").is_ok());
+    assert!(map.referrers(&"root".to_string(), None, 10).is_empty());
+}
+
+#[test]
+fn restoring_a_value_whose_target_is_gone_is_skipped() {
+    let (orders, items) = pair(OnDelete::Restrict);
+    let _ = orders.insert("o-1".into(), row(None, 0));
+    let _ = put(&items, "i-1", row(Some("o-1"), 1)).unwrap();
+    let removed = items.remove("i-1", "x").unwrap();
+    let _ = orders.remove("o-1", "x").unwrap();
+    let report = items.restore(removed.audit_id().unwrap(), "undo").unwrap();
+    assert_eq!(
+        report.skipped,
+        vec![("i-1".to_string(), Skip::ReferenceMissing)]
+    );
+    assert!(items.get("i-1").is_none());
+}
+
+#[test]
+fn retain_keeps_referenced_keys_and_says_so() {
+    let (orders, items) = pair(OnDelete::Restrict);
+    let _ = orders.insert("o-1".into(), row(None, 0));
+    let _ = orders.insert("o-2".into(), row(None, 0));
+    let _ = put(&items, "i-1", row(Some("o-1"), 1)).unwrap();
+    let report = orders.retain(|_, _| false, "purge").unwrap();
+    assert_eq!(report.removed, 1);
+    assert_eq!(report.referenced, vec!["o-1".to_string()]);
+    assert!(orders.contains_key("o-1"));
+}
+
+#[test]
+fn building_refuses_duplicates_and_unnamed_maps() {
+    let journal: Journal<String, Row> = Journal::new();
+    let dup = SafeMap::builder()
+        .name("a")
+        .journal(journal.clone())
+        .references("r", "a", OnDelete::Restrict, |r: &Row| r.parent.clone())
+        .references("r", "a", OnDelete::Cascade, |r: &Row| r.parent.clone())
+        .build_shared();
+    assert_eq!(
+        dup.err(),
+        Some(BuildError::DuplicateReference { name: "r".into() })
+    );
+    let first = SafeMap::builder()
+        .name("a")
+        .journal(journal.clone())
+        .build_shared()
+        .unwrap();
+    let second = SafeMap::builder()
+        .name("a")
+        .journal(journal.clone())
+        .build_shared();
+    assert_eq!(
+        second.err(),
+        Some(BuildError::DuplicateMap { name: "a".into() })
+    );
+    drop(first);
+    // The name is free again once the map is dropped.
+    assert!(
+        SafeMap::builder()
+            .name("a")
+            .journal(journal.clone())
+            .build_shared()
+            .is_ok()
+    );
+    let unnamed = SafeMap::<String, Row>::builder()
+        .journal(journal)
+        .build_shared();
+    assert_eq!(unnamed.err(), Some(BuildError::Unnamed));
+}
