@@ -230,3 +230,83 @@ fn building_refuses_duplicates_and_unnamed_maps() {
         .build_shared();
     assert_eq!(unnamed.err(), Some(BuildError::Unnamed));
 }
+
+#[test]
+fn loaded_entries_rebuild_the_referrer_index() {
+    let (orders, items) = pair(OnDelete::Restrict);
+    let r = |n| safemap::Revision::new(n);
+    // Recovery may load referrers before their targets.
+    items.load_entry("i-1".into(), row(Some("o-1"), 1), r(2), r(2), 1);
+    orders.load_entry("o-1".into(), row(None, 0), r(1), r(1), 1);
+    assert_eq!(orders.referrers(&"o-1".to_string(), None, 10).len(), 1);
+    assert!(matches!(
+        orders.remove("o-1", "x"),
+        Err(DeleteError::Referenced { count: 1, .. })
+    ));
+    // Loading a newer value of the same key moves its entry.
+    items.load_entry("i-1".into(), row(None, 1), r(3), r(2), 2);
+    assert!(orders.referrers(&"o-1".to_string(), None, 10).is_empty());
+}
+
+#[test]
+fn racing_writers_never_leave_a_reference_dangling() {
+    use std::thread;
+    let (orders, items) = pair(OnDelete::Restrict);
+    let orders_n = 8u32;
+    let items_n = 16u32;
+    for round in 0..20u32 {
+        for o in 0..orders_n {
+            let _ = orders.insert(format!("o-{o}"), row(None, round));
+        }
+        thread::scope(|s| {
+            for t in 0..4u32 {
+                let (orders, items) = (&orders, &items);
+                s.spawn(move || {
+                    for step in 0..200u32 {
+                        let x = (t * 7919 + step * 104_729 + round) % 997;
+                        let item = format!("i-{}", x % items_n);
+                        let order = format!("o-{}", x % orders_n);
+                        match x % 3 {
+                            0 => {
+                                let _ = put(items, &item, row(Some(&order), x));
+                            }
+                            1 => {
+                                let _ = orders.remove(order.as_str(), "race");
+                            }
+                            _ => {
+                                let _ = items.remove(item.as_str(), "race");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        // No item refers to a missing order; every index is exact.
+        for i in 0..items_n {
+            let item = format!("i-{i}");
+            if let Some(e) = items.get(item.as_str())
+                && let Some(order) = &e.value().parent
+            {
+                assert!(orders.contains_key(order.as_str()), "{item} -> {order}");
+            }
+        }
+        for o in 0..orders_n {
+            let order = format!("o-{o}");
+            let indexed: Vec<String> = orders
+                .referrers(&order, None, 100)
+                .into_iter()
+                .map(|r| r.key)
+                .collect();
+            let mut actual: Vec<String> = (0..items_n)
+                .map(|i| format!("i-{i}"))
+                .filter(|i| {
+                    items
+                        .get(i.as_str())
+                        .is_some_and(|e| e.value().parent.as_deref() == Some(order.as_str()))
+                })
+                .collect();
+            actual.sort();
+            assert_eq!(indexed, actual, "{order}");
+        }
+    }
+}

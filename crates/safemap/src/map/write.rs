@@ -129,7 +129,10 @@ where
 
     /// Puts back an entry recovered from storage with its original revisions,
     /// without journaling it; the revision counter moves above `revision`.
-    /// For recovery at start-up, before the map is shared.
+    /// For recovery at start-up, before the map is shared. The entry's
+    /// references are indexed in their targets' maps (build and register
+    /// every map of the journal before loading entries); targets are not
+    /// checked, since they may be loaded later.
     pub fn load_entry(
         &self,
         key: K,
@@ -139,15 +142,27 @@ where
         version: u64,
     ) {
         self.journal.observe_revision(revision);
+        let _references = self.refs().declares().then(|| self.journal.refs().lock());
         let held = self.locks.lock(&key);
         let guard = self.table.guard();
+        // The referrer index is rebuilt from the entries loaded (targets need
+        // not be loaded yet, but their maps must be built and registered).
+        let change = self.refs().declares().then(|| {
+            let current = self.table.get::<K>(key.borrow(), &guard);
+            self.ref_change(current.map(|(_, c)| &c.value), Some(&value))
+        });
+        let _targets = change.as_ref().map(|c| self.lock_targets(c, &key));
         let stored = Versioned {
             value,
             revision,
             create_revision,
             version,
         };
+        let indexed = change.as_ref().map(|_| key.clone());
         self.table.publish(&held, key, stored, &guard);
+        if let (Some(change), Some(key)) = (&change, indexed) {
+            self.apply_change(change, &key);
+        }
     }
 
     /// One put under its key's lock. Invariant: the check of `expect` and the
