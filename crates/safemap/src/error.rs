@@ -129,6 +129,26 @@ pub enum RestoreError {
     ReasonTooLong,
 }
 
+/// Why a checked refresh was refused. Nothing was written.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// Entry number `entry` (0-based, in input order) refers through
+    /// `reference` to a key that neither exists in map `map` nor is written
+    /// by the same batch.
+    #[error(
+        "entry {entry}: reference {reference:?} names a key that does not exist in map {map:?}"
+    )]
+    ReferenceMissing {
+        /// The entry's index in the batch.
+        entry: usize,
+        /// The name of the reference.
+        reference: String,
+        /// The map it refers to.
+        map: String,
+    },
+}
+
 /// Why a map could not be built with references.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -188,10 +188,9 @@
 //!   (papaya halves a table at most 1/8 full when an insert triggers a resize);
 //!   there is no explicit `shrink_to_fit`.
 //! * Writes to maps that declare references are serialised per journal (the
-//!   references lock). A refresh checks each entry on its own (an entry whose
-//!   target is missing is left out), not as one batch. Restoring a cascading
-//!   plan whose keys refer to each other in a cycle skips the cycle
-//!   (`ReferenceMissing`): each key needs the other back first.
+//!   references lock). [`SafeMap::refresh`] checks each entry on its own (an
+//!   entry whose target is missing is left out); [`SafeMap::refresh_checked`]
+//!   checks the batch as a whole and writes all of it or nothing.
 //! * Plans live in memory; a plan executes at most once. Used and expired plans
 //!   answer `Gone` for a day, `NotFound` after.
 
@@ -216,7 +215,9 @@ mod sync;
 mod watch;
 
 pub use entry::{Entry, EntryRef, Removed, Written};
-pub use error::{BuildError, DeleteError, ExecuteError, PutError, RestoreError, WatchError};
+pub use error::{
+    BuildError, DeleteError, ExecuteError, PutError, RefreshError, RestoreError, WatchError,
+};
 pub use guard::BreakerState;
 pub use ids::{AuditId, ParsePlanIdError, PlanId, Revision};
 pub use journal::{AuditQuery, AuditRecord, Journal, JournalBuilder, JournalSink, Op};

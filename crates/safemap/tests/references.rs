@@ -310,3 +310,74 @@ fn racing_writers_never_leave_a_reference_dangling() {
         }
     }
 }
+
+#[test]
+fn a_checked_refresh_counts_its_own_entries_and_is_all_or_nothing() {
+    let map: Arc<Map> = SafeMap::builder()
+        .name("tree")
+        .references("parent", "tree", OnDelete::Restrict, |r: &Row| {
+            r.parent.clone()
+        })
+        .build_shared()
+        .unwrap();
+    // A child before its parent in the same batch: the parent counts as present.
+    let revisions = map
+        .refresh_checked(
+            vec![
+                ("child".into(), row(Some("root"), 1)),
+                ("root".into(), row(None, 0)),
+            ],
+            &Reason::none(),
+        )
+        .unwrap();
+    assert_eq!(revisions.len(), 2);
+    assert_eq!(map.referrers(&"root".to_string(), None, 10).len(), 1);
+    // One missing target refuses the whole batch.
+    let before = map.current_revision();
+    assert_eq!(
+        map.refresh_checked(
+            vec![
+                ("root".into(), row(None, 5)),
+                ("orphan".into(), row(Some("nowhere"), 1)),
+            ],
+            &Reason::none(),
+        ),
+        Err(safemap::RefreshError::ReferenceMissing {
+            entry: 1,
+            reference: "parent".into(),
+            map: "tree".into()
+        })
+    );
+    assert_eq!(map.current_revision(), before);
+    assert_eq!(map.get("root").unwrap().value().n, 0);
+}
+
+#[test]
+fn a_cascade_over_a_cycle_is_restored_whole() {
+    let journal = Journal::new();
+    let build = |name: &str, to: &str| -> Arc<Map> {
+        SafeMap::builder()
+            .name(name)
+            .journal(journal.clone())
+            .references("to", to, OnDelete::Cascade, |r: &Row| r.parent.clone())
+            .build_shared()
+            .unwrap()
+    };
+    let (a, b) = (build("a", "b"), build("b", "a"));
+    let _ = a.insert("1".into(), row(None, 0));
+    let _ = put(&b, "1", row(Some("1"), 0)).unwrap();
+    let _ = put(&a, "1", row(Some("1"), 1)).unwrap();
+    let plan = a.plan_remove_cascade(safemap::Selector::all());
+    assert_eq!(plan.count(), 2);
+    let report = a.execute(plan.id(), 2, Reason::new("purge")).unwrap();
+    assert_eq!(report.deleted, 2);
+    // Each refers to the other: they come back together or not at all.
+    let undo = a.restore_plan(plan.id(), Reason::new("undo")).unwrap();
+    assert_eq!(undo.restored.len(), 1);
+    assert_eq!(undo.other_maps.len(), 1);
+    assert!(undo.other_maps[0].outcome.is_ok());
+    assert_eq!(a.get("1").unwrap().value(), &row(Some("1"), 1));
+    assert_eq!(b.get("1").unwrap().value(), &row(Some("1"), 0));
+    assert_eq!(a.referrers(&"1".to_string(), None, 10).len(), 1);
+    assert_eq!(b.referrers(&"1".to_string(), None, 10).len(), 1);
+}

@@ -1,5 +1,6 @@
 //! [`SafeMap`]: the public face; each file of this folder holds one group of operations.
 
+mod batch;
 mod builder;
 mod cascade;
 mod plans;

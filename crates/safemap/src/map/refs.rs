@@ -7,15 +7,12 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use super::SafeMap;
-use super::write::Expect;
 use crate::engine::KeyGuard;
 use crate::error::PutError;
 use crate::ids::{AuditId, PlanId, Revision};
 use crate::journal::{Draft, Op, Record};
 use crate::reason::Reason;
-use crate::refs::{
-    Link, Linked, MapRefs, NotRemoved, Referrer, RestoreSkip, Stripes, lock_stripes,
-};
+use crate::refs::{Link, Linked, MapRefs, NotRemoved, Referrer, Stripes, lock_stripes};
 
 /// A key a value refers to, with its map when that map is registered.
 pub(super) struct Target<K, V> {
@@ -146,6 +143,10 @@ where
     V: Clone + Send + Sync,
     S: BuildHasher + Send + Sync,
 {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     fn refs(&self) -> &MapRefs<K, V> {
         &self.refs
     }
@@ -211,11 +212,57 @@ where
         Ok(audit_id)
     }
 
-    fn restore_value(&self, key: K, value: V, reason: &Reason) -> Result<Revision, RestoreSkip> {
-        match self.put_one(key, value, Expect::Absent, reason, Op::Restore) {
-            Ok(written) => Ok(written.revision),
-            Err(PutError::ReferenceMissing { .. }) => Err(RestoreSkip::ReferenceMissing),
-            Err(_) => Err(RestoreSkip::Recreated),
+    fn write_held(
+        &self,
+        stripes: &Stripes<'_>,
+        key: K,
+        value: V,
+        only_if_absent: bool,
+        reason: &Reason,
+        op: Op,
+    ) -> Option<Revision> {
+        let held = stripes.guard(self.refs.order, self.locks.stripe_of(&key))?;
+        let guard = self.table.guard();
+        let current = self.table.get(&key, &guard).map(|(_, stored)| stored);
+        if only_if_absent && current.is_some() {
+            return None;
         }
+        let previous_revision = current.map(|c| c.revision);
+        let (create_revision, version) = match current {
+            Some(c) => (Some(c.create_revision), c.version + 1),
+            None => (None, 1),
+        };
+        let change = self.ref_change(current.map(|c| &c.value), Some(&value));
+        let draft = || Draft {
+            map: &self.name,
+            key: key.clone(),
+            op,
+            previous_revision,
+            create_revision,
+            version,
+            reason,
+            plan_id: None,
+            value: Some(value.clone()),
+            previous_value: None,
+        };
+        let record = match (self.journal.is_recording(), op) {
+            (false, _) => Record::Nothing,
+            (true, Op::Put) => Record::Put(&draft),
+            (true, _) => Record::Always(draft()),
+        };
+        let claim = self.journal.claim(record);
+        let revision = claim.revision();
+        let stored = crate::entry::Versioned {
+            value,
+            revision,
+            create_revision: create_revision.unwrap_or(revision),
+            version,
+        };
+        let indexed = key.clone();
+        self.table.publish(held, key, stored, &guard);
+        claim.published();
+        self.apply_change(&change, &indexed);
+        self.writes.put();
+        Some(revision)
     }
 }

@@ -12,7 +12,6 @@ use crate::ids::{AuditId, PlanId, Revision};
 use crate::journal::{AuditRecord, Op};
 use crate::plan::PlanSlot;
 use crate::reason::Reason;
-use crate::refs::RestoreSkip;
 
 /// Why a restore left a key alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +147,7 @@ where
             if !all.iter().any(|r| self.within_retention(r)) {
                 return Err(RestoreError::RetentionExpired);
             }
-            return Ok(self.restore_tree(all, &reason));
+            return Ok(self.restore_batch(all, &reason, self.retention));
         }
         let records: Vec<_> = all
             .into_iter()
@@ -173,81 +172,6 @@ where
             return Err(RestoreError::RetentionExpired);
         }
         Ok(self.restore_records(&records, &reason))
-    }
-
-    /// Restores a cascading plan's removals across maps: newest record first
-    /// (execution removed children before parents, so this is parents first),
-    /// then again those whose target was still missing, while that helps.
-    fn restore_tree(
-        &self,
-        mut records: Vec<Arc<AuditRecord<K, V>>>,
-        reason: &Reason,
-    ) -> RestoreReport<K>
-    where
-        K: Send + Sync,
-        V: Send + Sync,
-        S: Send + Sync,
-    {
-        let _span =
-            tracing::debug_span!("safemap.restore", map = %self.name, cascade = true).entered();
-        records.sort_by_key(|r| std::cmp::Reverse(r.id));
-        let mut outcomes: Vec<(Arc<str>, K, Result<Revision, Skip>)> = Vec::new();
-        let mut pending = records;
-        loop {
-            let mut waiting = Vec::new();
-            let before = pending.len();
-            for record in pending {
-                let Some(value) = record.previous_value.clone() else {
-                    continue;
-                };
-                let outcome = match self.handle(&record.map) {
-                    _ if !self.within_retention(&record) => Err(Skip::Expired),
-                    None => Err(Skip::Recreated),
-                    Some(map) => match map.get().restore_value(record.key.clone(), value, reason) {
-                        Ok(revision) => Ok(revision),
-                        Err(RestoreSkip::ReferenceMissing) => {
-                            waiting.push(record);
-                            continue;
-                        }
-                        Err(RestoreSkip::Recreated) => Err(Skip::Recreated),
-                    },
-                };
-                outcomes.push((Arc::clone(&record.map), record.key.clone(), outcome));
-            }
-            if waiting.is_empty() || waiting.len() == before {
-                for record in waiting {
-                    outcomes.push((
-                        record.map.clone(),
-                        record.key.clone(),
-                        Err(Skip::ReferenceMissing),
-                    ));
-                }
-                break;
-            }
-            pending = waiting;
-        }
-        let mut report = RestoreReport {
-            restored: Vec::new(),
-            skipped: Vec::new(),
-            other_maps: Vec::new(),
-        };
-        for (map, key, outcome) in outcomes {
-            match (Arc::ptr_eq(&map, &self.name) || *map == *self.name, outcome) {
-                (true, Ok(revision)) => report.restored.push((key, revision)),
-                (true, Err(skip)) => report.skipped.push((key, skip)),
-                (false, outcome) => report.other_maps.push(MapRestored { map, key, outcome }),
-            }
-        }
-        tracing::debug!(
-            restored = report.restored.len()
-                + report
-                    .other_maps
-                    .iter()
-                    .filter(|i| i.outcome.is_ok())
-                    .count(),
-            outcome = "restored"
-        );
-        report
     }
 
     fn within_retention(&self, record: &AuditRecord<K, V>) -> bool {

@@ -97,7 +97,10 @@ where
     /// revisions in input order.
     ///
     /// Each entry is its own write: other writers never wait for the whole
-    /// refresh, and readers never wait at all.
+    /// refresh, and readers never wait at all. In a map that declares
+    /// references, an entry whose target is missing is left out (and has no
+    /// revision in the result); [`SafeMap::refresh_checked`] refuses the
+    /// whole batch instead.
     ///
     /// # Examples
     ///

@@ -200,6 +200,7 @@ impl<K: std::hash::Hash + Eq + Clone, V> MapRefs<K, V> {
 
 /// A map as other maps of its journal see it (type-erased over the hasher).
 pub(crate) trait Linked<K, V>: Send + Sync {
+    fn name(&self) -> &Arc<str>;
     fn refs(&self) -> &MapRefs<K, V>;
     fn stripe_of(&self, key: &K) -> usize;
     fn lock_stripe(&self, stripe: usize) -> KeyGuard<'_>;
@@ -219,21 +220,26 @@ pub(crate) trait Linked<K, V>: Send + Sync {
         reason: &Reason,
         plan: PlanId,
     ) -> Result<Option<AuditId>, NotRemoved>;
-    /// Writes a removed value back if the key is absent and its targets exist.
-    fn restore_value(&self, key: K, value: V, reason: &Reason) -> Result<Revision, RestoreSkip>;
+    /// Writes `value` under `key` if absent (`only_if_absent`) or always, as
+    /// `op`, moving the key's index entries; the caller holds the references
+    /// lock and the stripes of `key` and of every key its old and new values
+    /// refer to, and has checked the new targets. `None`: the key is present
+    /// and `only_if_absent`, or its stripe is not held; nothing written.
+    fn write_held(
+        &self,
+        stripes: &Stripes<'_>,
+        key: K,
+        value: V,
+        only_if_absent: bool,
+        reason: &Reason,
+        op: crate::journal::Op,
+    ) -> Option<Revision>;
 }
 
 /// A planned removal found its key absent or its stripe not held (neither
 /// happens when the caller keeps the contract); nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct NotRemoved;
-
-/// Why one key was not restored (the map layer turns it into a `Skip`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RestoreSkip {
-    Recreated,
-    ReferenceMissing,
-}
 
 pub(crate) type Link<K, V> = Arc<dyn Linked<K, V>>;
 type WeakLink<K, V> = Weak<dyn Linked<K, V>>;
