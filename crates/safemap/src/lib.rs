@@ -17,7 +17,7 @@
 //! use safemap::{DeleteError, Reason, SafeMap};
 //!
 //! let map: SafeMap<String, u32> = SafeMap::new();
-//! let rev = map.insert("o-1".into(), 10).revision();      // every write has a revision
+//! let rev = map.insert("o-1".into(), 10).unwrap().revision();      // every write has a revision
 //! let entry = map.get("o-1").unwrap();                     // lock-free read
 //! assert_eq!((*entry.value(), entry.revision(), entry.version()), (10, rev, 1));
 //!

@@ -191,6 +191,7 @@ fn a_root_whose_subtree_changed_is_left_whole_and_reported() {
     let changed = shop
         .notes
         .insert("o-001/i0/n".into(), row("edited", Some("o-001/i0")))
+        .unwrap()
         .revision();
     let _ = shop
         .shipments
@@ -278,4 +279,45 @@ fn a_vetoed_key_below_a_root_blocks_it_and_cycles_end() {
     let report = a.execute(plan.id(), 2, Reason::new("purge")).unwrap();
     assert_eq!(report.deleted, 2);
     assert!(!a.contains_key("1") && !b.contains_key("1"));
+}
+
+#[test]
+fn a_pending_plans_tree_can_be_read_back_and_a_used_one_is_gone() {
+    let shop = shop();
+    let _ = fill(&shop);
+    let plan = shop
+        .orders
+        .plan_remove_cascade(Selector::all().keys(vec!["o-001".to_string()]));
+    let tree = shop.orders.planned_tree(plan.id()).unwrap();
+    assert_eq!(tree, plan.tree());
+    assert_eq!(tree.len(), 4);
+    assert_eq!(tree[0].depth, 1);
+    assert_eq!(tree[3].depth, 3);
+    let _ = shop
+        .orders
+        .execute(plan.id(), 4, Reason::new("purge"))
+        .unwrap();
+    assert_eq!(
+        shop.orders.planned_tree(plan.id()),
+        Err(safemap::ExecuteError::Gone)
+    );
+}
+
+#[test]
+fn references_to_maps_never_registered_are_reported() {
+    let journal: Journal<String, Row> = Journal::new();
+    let items: Arc<Map> = SafeMap::builder()
+        .name("items")
+        .journal(journal)
+        .references("order", "orders", OnDelete::Restrict, parent)
+        .build_shared()
+        .unwrap();
+    assert_eq!(
+        items.unresolved_references(),
+        vec![("order".to_string(), "orders".to_string())]
+    );
+    assert!(matches!(
+        items.insert_if_absent("i".into(), row("", Some("o"))),
+        Err(safemap::PutError::ReferenceMissing { .. })
+    ));
 }

@@ -73,7 +73,7 @@ where
     /// blocked roots. Weakly consistent, like any plan: execution re-checks
     /// everything under the keys' stripes.
     #[allow(clippy::type_complexity)]
-    pub(super) fn plan_tree(
+    pub(super) fn cascade_tree(
         &self,
         roots: Vec<(K, Revision)>,
     ) -> (Vec<(K, Revision)>, Vec<TreeNode<K>>, Vec<Blocked<K>>) {

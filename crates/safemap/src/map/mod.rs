@@ -121,7 +121,7 @@ where
     /// // Puts are kept for a watch from an earlier revision only when asked
     /// // (by default they are recorded while a watcher is registered).
     /// let map = SafeMap::builder().record_puts(true).build();
-    /// let first = map.insert("a", 1).revision();
+    /// let first = map.insert("a", 1).unwrap().revision();
     /// let _ = map.remove("a", "expired").unwrap();
     /// let mut changes = map.watch(Some(first)).unwrap();
     /// let put = changes.try_next().unwrap().unwrap();

@@ -97,7 +97,7 @@ where
         vetoed.sort();
         vetoed.dedup();
         let (keys, tree, blocked) = match cascade {
-            true => self.plan_tree(keys),
+            true => self.cascade_tree(keys),
             false => self.block_referenced(keys),
         };
         let id = PlanId::fresh();
@@ -165,6 +165,37 @@ where
         (planned, Vec::new(), blocked)
     }
 
+    /// The keys a pending plan would remove, parents before children, each
+    /// with its pinned revision, parent and depth (a plan that does not
+    /// cascade: its keys, each a root at depth 1). For paging a plan's tree
+    /// after it was made.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecuteError::NotFound`] for an unknown plan, [`ExecuteError::Gone`]
+    /// for an executed or expired one.
+    pub fn planned_tree(
+        &self,
+        plan: PlanId,
+    ) -> Result<Vec<crate::plan::TreeNode<K>>, ExecuteError> {
+        let mut book = self.plans.lock();
+        book.retire_expired(Instant::now());
+        match book.slots.get(&plan).ok_or(ExecuteError::NotFound)? {
+            PlanSlot::Used { .. } => Err(ExecuteError::Gone),
+            PlanSlot::Pending { tree, .. } if !tree.is_empty() => Ok(tree.clone()),
+            PlanSlot::Pending { keys, .. } => Ok(keys
+                .iter()
+                .map(|(key, revision)| crate::plan::TreeNode {
+                    map: std::sync::Arc::clone(&self.name),
+                    key: key.clone(),
+                    revision: *revision,
+                    parent: None,
+                    depth: 1,
+                })
+                .collect()),
+        }
+    }
+
     /// Executes a plan: removes each planned key that still has its pinned
     /// revision, through the deny rules but not the breaker (the confirmation is
     /// the deliberate act). Keys that changed or vanished since the plan are
@@ -219,8 +250,15 @@ where
             }
         };
         if !tree.is_empty() {
+            let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+            for node in &tree {
+                *counts.entry(&node.map).or_insert(0) += 1;
+            }
+            let depth = tree.iter().map(|n| n.depth).max().unwrap_or(0);
             let report = self.execute_tree(plan, &tree, &reason);
             tracing::debug!(
+                tree = ?counts,
+                depth,
                 deleted = report.deleted,
                 conflicts = report.conflicts.len(),
                 outcome = "executed"

@@ -48,6 +48,19 @@ where
             .collect()
     }
 
+    /// The references this map declares whose target map is not registered
+    /// on its journal, as `(reference, map)`: puts through them are refused.
+    /// For checking a configuration once every map is built.
+    pub fn unresolved_references(&self) -> Vec<(String, String)> {
+        let registry = self.journal.refs();
+        self.refs
+            .declared
+            .iter()
+            .filter(|d| registry.find(&d.to).is_none())
+            .map(|d| (d.name.to_string(), d.to.to_string()))
+            .collect()
+    }
+
     pub(super) fn refs(&self) -> &MapRefs<K, V> {
         &self.refs
     }

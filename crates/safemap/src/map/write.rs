@@ -28,23 +28,25 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// Inserts or replaces the value under `key` (upsert). Never refused.
+    /// Inserts or replaces the value under `key` (upsert). Refused only in a
+    /// map that declares references, when the value refers to a missing key.
     ///
     /// # Examples
     ///
     /// ```
     /// let map = safemap::SafeMap::new();
-    /// let first = map.insert("k", 1);
-    /// let second = map.insert("k", 2);
+    /// let first = map.insert("k", 1).unwrap();
+    /// let second = map.insert("k", 2).unwrap();
     /// assert!(first.created() && !second.created());
     /// assert!(second.revision() > first.revision());
     /// assert_eq!(second.version(), 2);
     /// ```
-    pub fn insert(&self, key: K, value: V) -> Written {
-        match self.put(key, value, Expect::Any, &Reason::none()) {
-            Ok(written) => written,
-            Err(_) => unreachable!("an unconditional put is never refused"),
-        }
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::ReferenceMissing`] (see [`Builder::references`](crate::Builder::references)).
+    pub fn insert(&self, key: K, value: V) -> Result<Written, PutError> {
+        self.put(key, value, Expect::Any, &Reason::none())
     }
 
     /// Inserts only if `key` is absent.
