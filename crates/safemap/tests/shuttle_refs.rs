@@ -1,8 +1,8 @@
 //! Model checking (shuttle) of references: a put that adds a reference and a
 //! delete of its target never both succeed, the referrer index stays exactly
-//! in step with the values, a cascade execution racing a new referrer is
-//! all-or-nothing, and writes across maps that refer to each other never
-//! deadlock.
+//! in step with the values, a cascade execution and a checked refresh racing
+//! other writes are all-or-nothing, and writes across maps that refer to each
+//! other never deadlock.
 //!
 //! Run with `cargo test -p safemap --features shuttle --test shuttle_refs`
 //! (without the feature this file is empty). Each test samples PCT + random
@@ -162,6 +162,34 @@ fn a_cascade_racing_a_new_referrer_is_all_or_nothing() {
             Err(other) => panic!("{other:?}"),
         }
         assert_consistent(&m, &[1], &[10, 11]);
+    });
+}
+
+#[test]
+fn a_checked_refresh_racing_a_delete_of_a_target_is_all_or_nothing() {
+    exhaustive_when_long(ITERATIONS, || {
+        let m = maps(OnDelete::Restrict);
+        let _ = m.orders.insert(1, None);
+        let _ = m.orders.insert(2, None);
+        let items = Arc::clone(&m.items);
+        let refresher = thread::spawn(move || {
+            items.refresh_checked(vec![(10, Some(1)), (11, Some(2))], &Reason::none())
+        });
+        let orders = Arc::clone(&m.orders);
+        let remover = thread::spawn(move || orders.remove(&2, "cleanup").is_ok());
+        let refreshed = refresher.join().unwrap();
+        let removed = remover.join().unwrap();
+        match refreshed {
+            Ok(revisions) => {
+                assert_eq!(revisions.len(), 2);
+                assert!(!removed, "order 2 removed under item 11");
+            }
+            Err(_) => {
+                assert!(removed);
+                assert!(!m.items.contains_key(&10), "a refused batch writes nothing");
+            }
+        }
+        assert_consistent(&m, &[1, 2], &[10, 11]);
     });
 }
 
