@@ -22,6 +22,15 @@ pub enum PutError {
         /// The key's current revision.
         current: Revision,
     },
+    /// The value refers, through `reference`, to a key that does not exist in
+    /// map `map` (the key is what the reference's extractor returns for the value).
+    #[error("reference {reference:?} names a key that does not exist in map {map:?}")]
+    ReferenceMissing {
+        /// The name of the reference.
+        reference: String,
+        /// The map it refers to.
+        map: String,
+    },
 }
 
 /// Why a removal was refused. Nothing was removed and nothing journaled.
@@ -42,6 +51,19 @@ pub enum DeleteError {
     RevisionMismatch {
         /// The key's current revision, `None` when absent.
         current: Option<Revision>,
+    },
+    /// Other keys refer to this one (whatever their references' `on_delete`:
+    /// a cascade happens only through a plan). `map` and `reference` name the
+    /// first referrer in (map, key, reference) order; the whole list is
+    /// [`SafeMap::referrers`](crate::SafeMap::referrers).
+    #[error("the key is referred to by {count} key(s), first through {map:?}.{reference:?}")]
+    Referenced {
+        /// How many referrers.
+        count: usize,
+        /// The first referrer's map.
+        map: String,
+        /// The first referrer's reference.
+        reference: String,
     },
     /// The delete breaker is open: too many removals in its window.
     #[error("delete breaker open; retry after {retry_after:?}")]
@@ -105,6 +127,47 @@ pub enum RestoreError {
     /// The reason text is too long.
     #[error("the reason is longer than {MAX_REASON_LEN} characters")]
     ReasonTooLong,
+}
+
+/// Why a checked refresh was refused. Nothing was written.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// Entry number `entry` (0-based, in input order) refers through
+    /// `reference` to a key that neither exists in map `map` nor is written
+    /// by the same batch.
+    #[error(
+        "entry {entry}: reference {reference:?} names a key that does not exist in map {map:?}"
+    )]
+    ReferenceMissing {
+        /// The entry's index in the batch.
+        entry: usize,
+        /// The name of the reference.
+        reference: String,
+        /// The map it refers to.
+        map: String,
+    },
+}
+
+/// Why a map could not be built with references.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// Two references of the map have the same name.
+    #[error("duplicate reference name {name:?}")]
+    DuplicateReference {
+        /// The name.
+        name: String,
+    },
+    /// Another live map of the journal has this name.
+    #[error("a map named {name:?} is already registered on this journal")]
+    DuplicateMap {
+        /// The name.
+        name: String,
+    },
+    /// A map that takes part in references needs a name (set with `Builder::name`).
+    #[error("a map with references needs a name")]
+    Unnamed,
 }
 
 /// Why a watch cannot deliver (more) events.

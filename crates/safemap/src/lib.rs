@@ -6,6 +6,7 @@
 //! * [A first look](#a-first-look)
 //! * [Consistency](#consistency)
 //! * [Deleting safely](#deleting-safely)
+//! * [References between maps](#references-between-maps)
 //! * [Refreshing without a miss window](#refreshing-without-a-miss-window)
 //! * [Observability](#observability)
 //! * [Limits](#limits)
@@ -16,7 +17,7 @@
 //! use safemap::{DeleteError, Reason, SafeMap};
 //!
 //! let map: SafeMap<String, u32> = SafeMap::new();
-//! let rev = map.insert("o-1".into(), 10).revision();      // every write has a revision
+//! let rev = map.insert("o-1".into(), 10).unwrap().revision();      // every write has a revision
 //! let entry = map.get("o-1").unwrap();                     // lock-free read
 //! assert_eq!((*entry.value(), entry.revision(), entry.version()), (10, rev, 1));
 //!
@@ -113,6 +114,52 @@
 //! window; past it, [`DeleteError::BreakerOpen`] with a retry time). Planned
 //! removals skip the breaker: the confirmed count is the deliberate act.
 //!
+//! # References between maps
+//!
+//! Maps that share a [`Journal`] may refer to each other: a value names a key
+//! of another map (or of its own) through a reference declared on the builder
+//! with an extractor `Fn(&V) -> Option<K>`. A put whose target is missing is
+//! refused, a key that something refers to cannot be removed alone, and a
+//! cascade happens only through a plan whose whole tree is shown first:
+//!
+//! ```
+//! use safemap::{DeleteError, Journal, OnDelete, Reason, SafeMap, Selector};
+//!
+//! // A value: (the order it belongs to, if any; archived?)
+//! type Row = (Option<String>, bool);
+//! let journal: Journal<String, Row> = Journal::new();
+//! let map = |name: &str| SafeMap::builder().name(name).journal(journal.clone());
+//! let orders = map("orders").build_shared().unwrap();
+//! let items = map("order_items")
+//!     .references("order", "orders", OnDelete::Cascade, |r: &Row| r.0.clone())
+//!     .build_shared().unwrap();
+//! let shipments = map("shipments")          // restrict is the default
+//!     .references("order", "orders", OnDelete::Restrict, |r: &Row| r.0.clone())
+//!     .build_shared().unwrap();
+//! for o in ["o-1", "o-2"] {
+//!     let _ = orders.insert(o.into(), (None, true));
+//!     let _ = items.insert(format!("{o}/i"), (Some(o.into()), false));
+//! }
+//! let _ = shipments.insert("s-2".into(), (Some("o-2".into()), false));
+//!
+//! assert!(matches!(orders.remove("o-1", "cleanup"), Err(DeleteError::Referenced { .. })));
+//! let plan = orders.plan_remove_cascade(Selector::all().filter(|_, r: &Row| r.1));
+//! assert_eq!(plan.tree_counts()["order_items"], 1);  // o-1's item goes with it
+//! assert_eq!(plan.blocked()[0].key, "o-2");          // held by its shipment
+//! assert_eq!((plan.count(), plan.depth()), (2, 2));
+//! let report = orders.execute(plan.id(), plan.count(), Reason::new("purge")).unwrap();
+//! assert_eq!(report.deleted, 2);
+//! let undo = orders.restore_plan(plan.id(), Reason::new("undo")).unwrap();
+//! assert_eq!(undo.restored.len() + undo.other_maps.len(), 2);
+//! ```
+//!
+//! A put that adds a reference and a removal of its target never both
+//! succeed, under any interleaving (see `tests/shuttle_refs.rs`): the
+//! referrer index is changed only under the target key's lock. Writes to a
+//! map that declares references are serialised per journal (they take one
+//! references lock, then their keys' locks in a fixed order); writes to other
+//! maps and all reads pay nothing.
+//!
 //! # Refreshing without a miss window
 //!
 //! Refreshing a cache by removing stale keys and inserting them again makes
@@ -145,6 +192,10 @@
 //!   short). The bucket array itself shrinks only when the engine next resizes
 //!   (papaya halves a table at most 1/8 full when an insert triggers a resize);
 //!   there is no explicit `shrink_to_fit`.
+//! * Writes to maps that declare references are serialised per journal (the
+//!   references lock). [`SafeMap::refresh`] checks each entry on its own (an
+//!   entry whose target is missing is left out); [`SafeMap::refresh_checked`]
+//!   checks the batch as a whole and writes all of it or nothing.
 //! * Plans live in memory; a plan executes at most once. Used and expired plans
 //!   answer `Gone` for a day, `NotFound` after.
 
@@ -163,19 +214,26 @@ pub mod journal;
 mod map;
 mod plan;
 mod reason;
+mod refs;
 mod stats;
 mod sync;
 mod watch;
 
 pub use entry::{Entry, EntryRef, Removed, Written};
-pub use error::{DeleteError, ExecuteError, PutError, RestoreError, WatchError};
+pub use error::{
+    BuildError, DeleteError, ExecuteError, PutError, RefreshError, RestoreError, WatchError,
+};
 pub use guard::BreakerState;
 pub use ids::{AuditId, ParsePlanIdError, PlanId, Revision};
 pub use journal::{AuditQuery, AuditRecord, Journal, JournalBuilder, JournalSink, Op};
 pub use map::{
-    Builder, DEFAULT_PLAN_TTL, Expect, Pinned, RestoreReport, RetainReport, SafeMap, Skip, Snapshot,
+    Builder, DEFAULT_PLAN_TTL, Expect, MapRestored, Pinned, RestoreReport, RetainReport, SafeMap,
+    Skip, Snapshot,
 };
-pub use plan::{Conflict, ExecuteReport, Plan, Selector};
+pub use plan::{
+    Blocked, BlockedWhy, ChangeKind, Changed, Conflict, ExecuteReport, Plan, Selector, TreeNode,
+};
 pub use reason::{MAX_REASON_LEN, Reason};
+pub use refs::{OnDelete, Referrer};
 pub use stats::{DeleteCounts, Stats};
 pub use watch::{Event, Watcher};

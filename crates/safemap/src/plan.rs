@@ -1,7 +1,8 @@
 //! Planned removal: a dry run that pins what it would remove, then an execution
 //! that removes exactly that, or reports why not.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::ids::{AuditId, PlanId, Revision};
@@ -68,6 +69,69 @@ pub struct Plan<K> {
     pub(crate) keys: Vec<(K, Revision)>,
     pub(crate) vetoed: Vec<(K, String)>,
     pub(crate) expires_at: SystemTime,
+    /// The map's name (the roots' map).
+    pub(crate) map: Arc<str>,
+    /// A cascading plan's whole tree, parents before children, each root's
+    /// subtree contiguous and in root key order; empty for other plans.
+    pub(crate) tree: Vec<TreeNode<K>>,
+    pub(crate) blocked: Vec<Blocked<K>>,
+}
+
+/// One planned key of a cascading plan's tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeNode<K> {
+    /// Its map.
+    pub map: Arc<str>,
+    /// The key.
+    pub key: K,
+    /// The revision it must still have when the plan executes.
+    pub revision: Revision,
+    /// The planned key it refers to (through a `cascade` reference); `None`
+    /// for a root.
+    pub parent: Option<(Arc<str>, K)>,
+    /// 1 for a root, its parent's depth + 1 otherwise.
+    pub depth: usize,
+}
+
+/// Why a selected root is not planned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockedWhy {
+    /// A key of its subtree is held by a `restrict` reference from outside
+    /// the subtree; `reference` names that reference.
+    Restricted {
+        /// The reference's name.
+        reference: String,
+    },
+    /// A key below the root is vetoed by a deny rule of its map.
+    Vetoed {
+        /// The rule's name.
+        rule: String,
+    },
+    /// The plan does not cascade and the root has referrers.
+    Referenced,
+}
+
+impl BlockedWhy {
+    /// `"restricted"`, `"vetoed"` or `"referenced"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BlockedWhy::Restricted { .. } => "restricted",
+            BlockedWhy::Vetoed { .. } => "vetoed",
+            BlockedWhy::Referenced => "referenced",
+        }
+    }
+}
+
+/// A selected root that is not planned (and not counted), nor anything of its subtree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked<K> {
+    /// The root.
+    pub key: K,
+    /// Why.
+    pub why: BlockedWhy,
+    /// From the root (first) to the key that blocks (last): the outside
+    /// referrer for restricted/referenced, the vetoed key for vetoed.
+    pub path: Vec<(Arc<str>, K)>,
 }
 
 impl<K> Plan<K> {
@@ -81,10 +145,48 @@ impl<K> Plan<K> {
         self.at_revision
     }
 
-    /// How many keys the plan will remove (vetoed keys not counted): the number
-    /// an execution must confirm.
+    /// How many keys the plan will remove (vetoed and blocked keys not
+    /// counted), over every map of a cascading plan's tree: the number an
+    /// execution must confirm.
     pub fn count(&self) -> usize {
-        self.keys.len()
+        if self.tree.is_empty() {
+            self.keys.len()
+        } else {
+            self.tree.len()
+        }
+    }
+
+    /// Planned keys per map (the roots' map included, even at 0).
+    pub fn tree_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        counts.insert(self.map.to_string(), 0);
+        if self.tree.is_empty() {
+            counts.insert(self.map.to_string(), self.keys.len());
+        }
+        for node in &self.tree {
+            *counts.entry(node.map.to_string()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The number of keys on the longest root-to-leaf path: 1 for roots
+    /// alone, 0 for an empty plan.
+    pub fn depth(&self) -> usize {
+        match self.tree.iter().map(|n| n.depth).max() {
+            Some(depth) => depth,
+            None => usize::from(!self.keys.is_empty()),
+        }
+    }
+
+    /// A cascading plan's whole tree, parents before children (empty for a
+    /// plan that does not cascade: its keys are [`Plan::keys`]).
+    pub fn tree(&self) -> &[TreeNode<K>] {
+        &self.tree
+    }
+
+    /// Selected roots that are not planned, with why and the path to the blocking key.
+    pub fn blocked(&self) -> &[Blocked<K>] {
+        &self.blocked
     }
 
     /// The keys it will remove, in key order, each with the revision it must
@@ -118,6 +220,46 @@ pub struct Conflict<K> {
     pub planned_revision: Revision,
     /// Its revision now (`None`: removed meanwhile).
     pub current_revision: Option<Revision>,
+    /// For a cascading root, the key of its subtree that changed (possibly
+    /// the root itself); for a root that gained a referrer, that referrer.
+    pub changed: Option<Changed<K>>,
+}
+
+/// What made a planned root conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changed<K> {
+    /// The map of the key that changed.
+    pub map: Arc<str>,
+    /// The key.
+    pub key: K,
+    /// Its planned revision (`None` for a new referrer).
+    pub planned_revision: Option<Revision>,
+    /// Its revision now (`None`: deleted).
+    pub current_revision: Option<Revision>,
+    /// What happened to it.
+    pub why: ChangeKind,
+}
+
+/// What happened to a key of a planned subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Written since the plan.
+    Changed,
+    /// Removed since the plan.
+    Deleted,
+    /// Refers to a planned key and is not planned with it.
+    NewReferrer,
+}
+
+impl ChangeKind {
+    /// `"changed"`, `"deleted"` or `"new_referrer"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Changed => "changed",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::NewReferrer => "new_referrer",
+        }
+    }
 }
 
 /// What an execution did.
@@ -138,6 +280,8 @@ pub struct ExecuteReport<K> {
 pub(crate) enum PlanSlot<K> {
     Pending {
         keys: Vec<(K, Revision)>,
+        /// A cascading plan's tree (see `Plan::tree`); empty otherwise.
+        tree: Vec<TreeNode<K>>,
         expires: Instant,
     },
     /// Executing, executed or expired: a plan runs at most once. Kept as a

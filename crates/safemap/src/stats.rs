@@ -17,6 +17,8 @@ pub struct DeleteCounts {
     pub breaker: u64,
     /// Removals of an absent key.
     pub not_found: u64,
+    /// Removals refused because other keys refer to the key.
+    pub referenced: u64,
 }
 
 /// A map's counters at one moment.
@@ -43,7 +45,7 @@ pub struct Stats {
 }
 
 /// Write-side counters, per thread (writes to different keys run in parallel).
-pub(crate) struct WriteCounters(ShardedCounters<6>);
+pub(crate) struct WriteCounters(ShardedCounters<7>);
 
 const PUTS: usize = 0;
 const DELETED: usize = 1;
@@ -51,6 +53,7 @@ const VETOED: usize = 2;
 const MISMATCH: usize = 3;
 const BREAKER: usize = 4;
 const NOT_FOUND: usize = 5;
+const REFERENCED: usize = 6;
 
 impl Default for WriteCounters {
     fn default() -> Self {
@@ -74,6 +77,7 @@ impl WriteCounters {
             DeleteError::Vetoed { .. } => VETOED,
             DeleteError::RevisionMismatch { .. } => MISMATCH,
             DeleteError::BreakerOpen { .. } => BREAKER,
+            DeleteError::Referenced { .. } => REFERENCED,
             DeleteError::ReasonRequired | DeleteError::ReasonTooLong => return,
         };
         self.0.add(slot);
@@ -91,6 +95,7 @@ impl WriteCounters {
             mismatch: totals[MISMATCH],
             breaker: totals[BREAKER],
             not_found: totals[NOT_FOUND],
+            referenced: totals[REFERENCED],
         }
     }
 }

@@ -339,7 +339,7 @@ fn a_blocked_watcher_is_always_woken_by_the_next_write() {
             }
         });
         for i in 0..rounds {
-            let revision = map.insert(i % 7, i).revision().get();
+            let revision = map.insert(i % 7, i).unwrap().revision().get();
             assert_eq!(acked.recv().unwrap(), revision);
         }
     });

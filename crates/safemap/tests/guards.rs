@@ -20,7 +20,7 @@ fn orders() -> SafeMap<String, Status> {
 #[test]
 fn a_deny_rule_vetoes_and_changes_nothing() {
     let map = orders();
-    let w = map.insert("o-1".into(), Status::Archived);
+    let w = map.insert("o-1".into(), Status::Archived).unwrap();
     let records_before = map.journal().unwrap().len();
     assert_eq!(
         map.remove("o-1", Reason::new("cleanup")),

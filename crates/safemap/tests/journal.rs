@@ -95,7 +95,7 @@ fn queries_filter_by_map_key_plan_and_page_after_an_id() {
 fn the_size_cap_evicts_the_oldest_and_counts_it() {
     let journal = Journal::builder().capacity(10).record_puts(true).build();
     let map: SafeMap<u32, u32> = SafeMap::builder().journal(journal.clone()).build();
-    let first = map.insert(0, 0).audit_id().unwrap();
+    let first = map.insert(0, 0).unwrap().audit_id().unwrap();
     for i in 1..25 {
         let _ = map.insert(i, i);
     }
@@ -112,7 +112,7 @@ fn a_journal_started_after_an_earlier_life_continues_its_counters() {
         .record_puts(true)
         .build();
     let map: SafeMap<String, u32> = SafeMap::builder().journal(journal.clone()).build();
-    let w = map.insert("a".into(), 1);
+    let w = map.insert("a".into(), 1).unwrap();
     assert_eq!(w.revision(), Revision::new(501));
     assert_eq!(w.audit_id(), Some(AuditId::new(71)));
 }
@@ -145,7 +145,7 @@ fn loaded_records_and_entries_come_back_without_the_sink() {
     assert!(sink2.0.lock().is_empty());
     assert_eq!(map.current_revision(), Revision::new(9));
     assert_eq!(map.get("b").unwrap().revision(), Revision::new(9));
-    assert!(map.insert("c".into(), 1).revision() > Revision::new(9));
+    assert!(map.insert("c".into(), 1).unwrap().revision() > Revision::new(9));
     // The removal from the earlier life can still be restored.
     assert_eq!(
         map.restore(removed.audit_id().unwrap(), "undo")

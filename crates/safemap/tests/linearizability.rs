@@ -249,7 +249,7 @@ fn the_harness_catches_a_check_then_act_compare_and_swap() {
     for round in 0..rounds {
         let map = new_maps(Arc::default(), 1).pop().unwrap();
         let clock = AtomicU64::new(0);
-        let first = map.insert(0, 1).revision();
+        let first = map.insert(0, 1).unwrap().revision();
         let start = Barrier::new(2);
         let history: Vec<Timed<KeyOp>> = std::thread::scope(|s| {
             let handles: Vec<_> = (1..=2u32)
@@ -264,7 +264,7 @@ fn the_harness_catches_a_check_then_act_compare_and_swap() {
                             match map.get(&0) {
                                 Some(e) if e.revision() == first => {
                                     std::thread::yield_now();
-                                    Ok(map.insert(0, value))
+                                    map.insert(0, value)
                                 }
                                 e => Err(safemap::PutError::RevisionMismatch {
                                     current: e.map(|e| e.revision()),

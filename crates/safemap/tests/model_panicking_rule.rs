@@ -68,7 +68,7 @@ fn a_deny_rule_panicking_mid_execution_leaves_the_revision_counter_consistent() 
     );
     // The lock is usable and the counter continues from there.
     armed.store(false, Ordering::SeqCst);
-    let next = map.insert(9, 9).revision();
+    let next = map.insert(9, 9).unwrap().revision();
     assert_eq!(next.get(), last.get() + 1);
 }
 

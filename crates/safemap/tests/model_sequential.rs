@@ -113,7 +113,7 @@ fn apply(sys: &mut System, model: &mut Model, step: &Step) -> Result<(), TestCas
             }
         }
         Step::Insert(m, k, v) => {
-            let got = written(&sys.maps[m].insert(k, v));
+            let got = written(&sys.maps[m].insert(k, v).unwrap());
             let want = model.put(m, k, v, Expect::Any, Op::Put, None).unwrap();
             prop_assert_eq!(got, want);
         }

@@ -54,7 +54,7 @@ fn a_plan_executed_after_some_planned_keys_were_updated_skips_them() {
     let map = filled(10);
     let plan = map.plan_remove(Selector::all().prefix("o-"));
     let planned_03 = plan.keys()[3].1;
-    let updated = map.insert("o-03".into(), 300);
+    let updated = map.insert("o-03".into(), 300).unwrap();
     let _ = map.remove("o-04", Reason::new("meanwhile")).unwrap();
     let report = map.execute(plan.id(), 9, Reason::new("cleanup")).unwrap();
     assert_eq!(report.deleted, 7);
@@ -65,11 +65,13 @@ fn a_plan_executed_after_some_planned_keys_were_updated_skips_them() {
                 key: "o-03".to_string(),
                 planned_revision: planned_03,
                 current_revision: Some(updated.revision()),
+                changed: None,
             },
             Conflict {
                 key: "o-04".to_string(),
                 planned_revision: plan.keys()[4].1,
                 current_revision: None,
+                changed: None,
             },
         ]
     );

@@ -20,7 +20,7 @@ fn removing_from_an_empty_map_is_not_found_and_journals_nothing() {
 #[test]
 fn removing_an_absent_key_changes_nothing_else() {
     let map = SafeMap::builder().record_puts(true).build();
-    let written = map.insert("a".to_string(), 1);
+    let written = map.insert("a".to_string(), 1).unwrap();
     assert_eq!(map.remove("b", why()), Err(DeleteError::NotFound));
     let entry = map.get("a").unwrap();
     assert_eq!(entry.revision(), written.revision());
@@ -98,9 +98,9 @@ fn n_threads_removing_the_same_key_have_exactly_one_winner_and_one_record() {
 #[test]
 fn remove_if_with_a_revision_from_before_a_remove_and_reinsert_is_a_mismatch() {
     let map = SafeMap::new();
-    let old = map.insert("k".to_string(), 1).revision();
+    let old = map.insert("k".to_string(), 1).unwrap().revision();
     let _ = map.remove("k", why()).unwrap();
-    let new = map.insert("k".to_string(), 1);
+    let new = map.insert("k".to_string(), 1).unwrap();
     assert_eq!(new.version(), 1, "a recreated key starts a new life");
     assert_eq!(
         map.remove_if("k", old, why()),
@@ -137,7 +137,7 @@ fn the_revision_counter_never_goes_backwards_under_concurrent_writers() {
                             Err(_) => continue,
                         }
                     } else {
-                        map.insert(key, i).revision()
+                        map.insert(key, i).unwrap().revision()
                     };
                     assert!(revision > last, "{revision} after {last}");
                     last = revision;
@@ -162,7 +162,7 @@ fn the_revision_counter_never_goes_backwards_under_concurrent_writers() {
 #[test]
 fn the_removed_value_and_revisions_are_reported() {
     let map = SafeMap::new();
-    let w = map.insert("k", 5);
+    let w = map.insert("k", 5).unwrap();
     let removed = map.remove("k", why()).unwrap();
     assert_eq!(removed.previous_revision(), w.revision());
     assert!(removed.revision() > w.revision());

@@ -40,7 +40,7 @@ fn restore_after_the_key_was_recreated_is_skipped_not_overwritten() {
     let map = SafeMap::new();
     let _ = map.insert("k".to_string(), 1);
     let removed = map.remove("k", "oops").unwrap();
-    let recreated = map.insert("k".to_string(), 99);
+    let recreated = map.insert("k".to_string(), 99).unwrap();
     let records_before = map.journal().unwrap().len();
     let report = map.restore(removed.audit_id().unwrap(), "undo").unwrap();
     assert!(report.restored.is_empty());
@@ -68,7 +68,7 @@ fn restoring_twice_skips_the_second_time() {
 #[test]
 fn only_removals_of_this_map_can_be_restored() {
     let map = SafeMap::builder().record_puts(true).build();
-    let put = map.insert("k", 1).audit_id().unwrap();
+    let put = map.insert("k", 1).unwrap().audit_id().unwrap();
     assert_eq!(map.restore(put, "x"), Err(RestoreError::NotADelete));
     assert_eq!(
         map.restore(safemap::AuditId::new(999), "x"),

@@ -50,7 +50,7 @@ fn spawn_all<T: Send + 'static>(n: u32, body: impl Fn(u32) -> T + Send + Sync + 
 fn racing_replace_ifs_from_one_revision_have_exactly_one_winner() {
     exhaustive(None, || {
         let map = new_map();
-        let first = map.insert(1, 100).revision();
+        let first = map.insert(1, 100).unwrap().revision();
         let m = Arc::clone(&map);
         let results = spawn_all(3, move |t| m.replace_if(1, first, 200 + t));
         let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -97,14 +97,14 @@ fn racing_insert_if_absent_has_exactly_one_winner() {
 fn a_revision_from_before_a_remove_and_reinsert_never_matches() {
     exhaustive(None, || {
         let map = new_map();
-        let old = map.insert(1, 10).revision();
+        let old = map.insert(1, 10).unwrap().revision();
         let a = Arc::clone(&map);
         let recreate = thread::spawn(move || {
             let removed = a
                 .remove(&1, Reason::new("recreate"))
                 .ok()
                 .map(|r| r.revision());
-            let inserted = a.insert(1, 20).revision();
+            let inserted = a.insert(1, 20).unwrap().revision();
             (removed, inserted)
         });
         let b = Arc::clone(&map);
@@ -187,7 +187,7 @@ fn shuttle_catches_a_check_then_act_compare_and_swap() {
         shuttle::check_dfs(
             || {
                 let map = new_map();
-                let first = map.insert(1, 100).revision();
+                let first = map.insert(1, 100).unwrap().revision();
                 let m = Arc::clone(&map);
                 let wins = spawn_all(2, move |t| match m.get(&1) {
                     Some(e) if e.revision() == first => {

@@ -92,7 +92,7 @@ fn a_refresh_is_one_write_per_entry_in_input_order() {
         let a = Arc::clone(&map);
         let refresher = thread::spawn(move || a.refresh((0..6).map(|k| (k, 1))));
         let b = Arc::clone(&map);
-        let writer = thread::spawn(move || b.insert(5000, 2).revision());
+        let writer = thread::spawn(move || b.insert(5000, 2).unwrap().revision());
         let revisions = refresher.join().unwrap();
         let other = writer.join().unwrap();
         assert_eq!(revisions.len(), 6);

@@ -95,7 +95,7 @@ fn n_threads_removing_one_key_exactly_one_wins_with_one_record() {
 fn remove_if_and_replace_if_at_one_revision_exactly_one_succeeds() {
     exhaustive_when_long(2000, || {
         let map = guarded();
-        let rev = map.insert(1, 5).revision();
+        let rev = map.insert(1, 5).unwrap().revision();
         let a = Arc::clone(&map);
         let remover = thread::spawn(move || a.remove_if(&1, rev, why()));
         let b = Arc::clone(&map);
@@ -132,7 +132,7 @@ fn remove_racing_an_update_to_a_vetoed_value_never_removes_it() {
         let map = guarded();
         let _ = map.insert(1, 5);
         let a = Arc::clone(&map);
-        let updater = thread::spawn(move || a.insert(1, 18));
+        let updater = thread::spawn(move || a.insert(1, 18).unwrap());
         let b = Arc::clone(&map);
         let remover = thread::spawn(move || b.remove(&1, why()));
         let _ = updater.join().unwrap();
@@ -159,7 +159,7 @@ fn a_planned_key_updated_to_a_vetoed_value_is_skipped_not_removed() {
         let plan = map.plan_remove(Selector::all());
         assert_eq!(plan.count(), 3);
         let a = Arc::clone(&map);
-        let updater = thread::spawn(move || a.insert(1, 27));
+        let updater = thread::spawn(move || a.insert(1, 27).unwrap());
         let b = Arc::clone(&map);
         let id = plan.id();
         let executor = thread::spawn(move || b.execute(id, 3, why()).unwrap());
@@ -221,7 +221,7 @@ fn retain_racing_an_update_to_a_vetoed_value_never_removes_it() {
             let _ = map.insert(k, 2);
         }
         let a = Arc::clone(&map);
-        let updater = thread::spawn(move || a.insert(1, 45));
+        let updater = thread::spawn(move || a.insert(1, 45).unwrap());
         let b = Arc::clone(&map);
         let retainer = thread::spawn(move || b.retain(|_k, _v| false, why()).unwrap());
         let update = updater.join().unwrap();

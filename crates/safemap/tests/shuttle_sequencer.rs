@@ -44,7 +44,7 @@ fn the_published_revision_never_runs_ahead_of_a_write_in_flight() {
                 let map: Arc<Map> = Arc::clone(&map);
                 thread::spawn(move || {
                     for i in 0..PER_WRITER {
-                        let written = map.insert(t * PER_WRITER + i, i);
+                        let written = map.insert(t * PER_WRITER + i, i).unwrap();
                         assert!(
                             map.current_revision() >= written.revision(),
                             "a returned write is not covered by current_revision"

@@ -70,7 +70,7 @@ fn a_watcher_started_at_any_point_sees_later_writes_in_order_without_gaps() {
         let w1 = {
             let (a, b) = (Arc::clone(&a), Arc::clone(&b));
             thread::spawn(move || {
-                let rev = a.insert(0, 2).revision();
+                let rev = a.insert(0, 2).unwrap().revision();
                 let _ = b.insert(0, 1);
                 let _ = a.replace_if(0, rev, 3);
                 let _ = a.remove(&0, Reason::new("w1"));

@@ -8,7 +8,7 @@ use safemap::{Journal, Op, Reason, Revision, SafeMap, WatchError};
 #[test]
 fn a_watch_from_a_revision_replays_then_follows() {
     let map = SafeMap::builder().record_puts(true).build();
-    let first = map.insert("a", 1).revision();
+    let first = map.insert("a", 1).unwrap().revision();
     let _ = map.insert("b", 2);
     let _ = map.remove("a", "x").unwrap();
     let mut watcher = map.watch(Some(first)).unwrap();
@@ -38,7 +38,7 @@ fn a_watch_without_revision_starts_at_the_next_write() {
     let _ = map.insert("a", 1);
     let mut watcher = map.watch(None).unwrap();
     assert_eq!(watcher.try_next(), Ok(None));
-    let w = map.insert("b", 2);
+    let w = map.insert("b", 2).unwrap();
     assert_eq!(watcher.try_next().unwrap().unwrap().revision, w.revision());
 }
 
@@ -85,8 +85,8 @@ fn watchers_of_a_shared_journal_see_only_their_map() {
         .journal(journal.clone())
         .build();
     let mut watch_b = b.watch(Some(Revision::new(1))).unwrap();
-    let ra = a.insert(1, 1).revision();
-    let rb = b.insert(1, 1).revision();
+    let ra = a.insert(1, 1).unwrap().revision();
+    let rb = b.insert(1, 1).unwrap().revision();
     assert!(rb > ra, "one counter across maps");
     let event = watch_b.try_next().unwrap().unwrap();
     assert_eq!((&*event.map, event.revision), ("b", rb));
@@ -185,14 +185,14 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 fn a_watch_from_revision_zero_on_a_fresh_map_is_not_compacted() {
     let map = SafeMap::new();
     let mut watcher = map.watch(Some(Revision::ZERO)).unwrap();
-    let w = map.insert("a", 1);
+    let w = map.insert("a", 1).unwrap();
     assert_eq!(watcher.try_next().unwrap().unwrap().revision, w.revision());
 }
 
 #[test]
 fn by_default_puts_are_recorded_only_while_someone_watches() {
     let map = SafeMap::new();
-    let unwatched = map.insert("a", 1);
+    let unwatched = map.insert("a", 1).unwrap();
     assert_eq!(unwatched.audit_id(), None, "nobody could ask for it");
     assert_eq!(map.journal().unwrap().len(), 0);
     // A watch that needs the unrecorded put says so, as etcd does after compaction.
@@ -203,12 +203,16 @@ fn by_default_puts_are_recorded_only_while_someone_watches() {
         })
     );
     let mut watcher = map.watch(None).unwrap();
-    let watched = map.insert("b", 2);
+    let watched = map.insert("b", 2).unwrap();
     assert!(watched.audit_id().is_some());
     let event = watcher.try_next().unwrap().unwrap();
     assert_eq!((event.key, event.value), ("b", Some(2)));
     drop(watcher);
-    assert_eq!(map.insert("c", 3).audit_id(), None, "the watcher left");
+    assert_eq!(
+        map.insert("c", 3).unwrap().audit_id(),
+        None,
+        "the watcher left"
+    );
     // Removals are always recorded: restore needs the removed value.
     let removed = map.remove("c", "cleanup").unwrap();
     assert!(removed.audit_id().is_some());

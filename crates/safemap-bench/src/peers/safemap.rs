@@ -98,14 +98,14 @@ fn update(m: &Map, k: u64) -> bool {
 
 bustle_table!(BareTable, BareHandle, Map, bare, |m, k| {
     get: m.pin().get(&k).is_some(),
-    insert: m.insert(k, k).created(),
+    insert: m.insert(k, k).is_ok_and(|w| w.created()),
     remove: m.remove(&k, reason()).is_ok(),
     update: update(m, k),
 });
 
 bustle_table!(Table, Handle, Map, shipped, |m, k| {
     get: m.pin().get(&k).is_some(),
-    insert: m.insert(k, k).created(),
+    insert: m.insert(k, k).is_ok_and(|w| w.created()),
     remove: m.remove(&k, reason()).is_ok(),
     update: update(m, k),
 });

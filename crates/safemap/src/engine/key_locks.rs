@@ -15,7 +15,10 @@ const STRIPES: usize = 256;
 /// Writes to keys of different stripes run in parallel; readers never take a
 /// stripe. A thread holds at most one stripe at a time (so stripes cannot
 /// deadlock among themselves), and takes the journal's sequencer only while
-/// holding one (never the other way round).
+/// holding one (never the other way round). The one exception is a write
+/// that involves references: it holds the journal's references lock, which
+/// admits one such writer at a time, and takes several stripes (of several
+/// maps) in a fixed order (see `refs`).
 pub(crate) struct KeyLocks {
     stripes: Box<[CachePadded<Mutex<()>>]>,
     /// Picks a key's stripe. Seeded per map: keys an attacker chose to share a
@@ -40,7 +43,16 @@ impl KeyLocks {
 
     /// Locks `key`'s stripe.
     pub(crate) fn lock<Q: Hash + ?Sized>(&self, key: &Q) -> KeyGuard<'_> {
-        let stripe = self.hasher.hash_one(key) as usize % STRIPES;
+        self.lock_stripe(self.stripe_of(key))
+    }
+
+    /// The stripe `key` belongs to.
+    pub(crate) fn stripe_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        self.hasher.hash_one(key) as usize % STRIPES
+    }
+
+    /// Locks stripe `stripe` (from [`KeyLocks::stripe_of`]).
+    pub(crate) fn lock_stripe(&self, stripe: usize) -> KeyGuard<'_> {
         KeyGuard {
             _held: self.stripes[stripe].lock(),
         }

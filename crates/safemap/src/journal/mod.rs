@@ -77,6 +77,8 @@ struct Shared<K, V> {
     sink: Option<Arc<dyn JournalSink<K, V>>>,
     /// Notified whenever the published revision moves.
     published_event: Event,
+    /// The maps of this journal by name, and the references lock (see `refs`).
+    refs: crate::refs::Registry<K, V>,
     /// `State::published`, stored (Release) by the write that moves it, after
     /// its own and every earlier write's table change; loaded with Acquire by
     /// `current_revision`, so a reader that sees revision r also sees every
@@ -240,6 +242,7 @@ impl<K, V> JournalBuilder<K, V> {
                 capacity: self.capacity,
                 sink: self.sink,
                 published_event: Event::new(),
+                refs: crate::refs::Registry::new(),
                 published: AtomicU64::new(self.last_revision.get()),
             }),
         }
@@ -295,6 +298,11 @@ impl<K, V> Journal<K, V> {
     /// Whether records are kept (false for maps built `without_journal`).
     pub(crate) fn is_recording(&self) -> bool {
         self.shared.recording
+    }
+
+    /// The maps of this journal that take part in references.
+    pub(crate) fn refs(&self) -> &crate::refs::Registry<K, V> {
+        &self.shared.refs
     }
 
     pub(crate) fn same_as(&self, other: &Journal<K, V>) -> bool {

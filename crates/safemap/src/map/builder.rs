@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use super::SafeMap;
 use crate::engine::{KeyLocks, ReadCounters, Table};
+use crate::error::BuildError;
 use crate::guard::{Breaker, DenyRules};
 use crate::journal::{DEFAULT_RETENTION, Journal};
 use crate::plan::PlanBook;
+use crate::refs::{Declared, Linked, MapRefs, OnDelete};
 use crate::stats::WriteCounters;
 use crate::sync::Mutex;
 
@@ -48,6 +50,7 @@ pub struct Builder<K, V, S = RandomState> {
     breaker: Option<(usize, Duration)>,
     retention: Duration,
     plan_ttl: Duration,
+    references: Vec<Declared<K, V>>,
 }
 
 impl<K, V> Builder<K, V, RandomState> {
@@ -63,6 +66,7 @@ impl<K, V> Builder<K, V, RandomState> {
             breaker: None,
             retention: DEFAULT_RETENTION,
             plan_ttl: DEFAULT_PLAN_TTL,
+            references: Vec::new(),
         }
     }
 }
@@ -94,6 +98,7 @@ impl<K, V, S> Builder<K, V, S> {
             breaker: self.breaker,
             retention: self.retention,
             plan_ttl: self.plan_ttl,
+            references: self.references,
         }
     }
 
@@ -155,6 +160,90 @@ impl<K, V, S> Builder<K, V, S> {
         self
     }
 
+    /// Declares a reference: a value `v` of this map refers to key
+    /// `extract(v)` of the map named `to` on the same journal (this map
+    /// included); `None` refers to nothing. Puts whose target is missing are
+    /// refused, removals of a referred-to key are refused, and cascading plans
+    /// follow `on_delete`. `name` is unique within the map.
+    ///
+    /// Maps that take part in references (declaring them or referred to) are
+    /// built with [`Builder::build_shared`], which registers them on the
+    /// journal by name; references resolve to registered maps only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use safemap::{DeleteError, Journal, OnDelete, PutError, Reason, SafeMap};
+    /// let journal: Journal<String, (String, u32)> = Journal::new();
+    /// let orders = SafeMap::builder().name("orders").journal(journal.clone())
+    ///     .build_shared().unwrap();
+    /// let items = SafeMap::builder().name("items").journal(journal.clone())
+    ///     .references("order", "orders", OnDelete::Cascade, |v: &(String, u32)| Some(v.0.clone()))
+    ///     .build_shared().unwrap();
+    /// assert!(matches!(
+    ///     items.put("i-1".into(), ("o-1".into(), 2), safemap::Expect::Any, &Reason::none()),
+    ///     Err(PutError::ReferenceMissing { .. })
+    /// ));
+    /// let _ = orders.insert("o-1".into(), (String::new(), 0));
+    /// let _ = items.insert("i-1".into(), ("o-1".into(), 2));
+    /// assert!(matches!(orders.remove("o-1", "cleanup"), Err(DeleteError::Referenced { count: 1, .. })));
+    /// assert_eq!(orders.referrers(&"o-1".to_string(), None, 10)[0].key, "i-1");
+    /// ```
+    pub fn references(
+        mut self,
+        name: impl Into<Arc<str>>,
+        to: impl Into<Arc<str>>,
+        on_delete: OnDelete,
+        extract: impl Fn(&V) -> Option<K> + Send + Sync + 'static,
+    ) -> Self {
+        self.references.push(Declared {
+            name: name.into(),
+            to: to.into(),
+            on_delete,
+            extract: Box::new(extract),
+        });
+        self
+    }
+
+    /// Builds the map in an `Arc` and registers it on its journal under its
+    /// name, so that maps of the journal can refer to it and cascade through
+    /// it (see [`Builder::references`]).
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Unnamed`] without [`Builder::name`],
+    /// [`BuildError::DuplicateReference`] for two references of one name,
+    /// [`BuildError::DuplicateMap`] when a live map of the journal has the name.
+    pub fn build_shared(self) -> Result<Arc<SafeMap<K, V, S>>, BuildError>
+    where
+        K: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        S: BuildHasher + Send + Sync + 'static,
+    {
+        if !self.named {
+            return Err(BuildError::Unnamed);
+        }
+        for (i, d) in self.references.iter().enumerate() {
+            if self.references[..i].iter().any(|e| e.name == d.name) {
+                return Err(BuildError::DuplicateReference {
+                    name: d.name.to_string(),
+                });
+            }
+        }
+        let map = Arc::new(self.build());
+        let link: Arc<dyn Linked<K, V>> = map.clone();
+        if !map
+            .journal
+            .refs()
+            .register(Arc::downgrade(&link), &map.name)
+        {
+            return Err(BuildError::DuplicateMap {
+                name: map.name.to_string(),
+            });
+        }
+        Ok(map)
+    }
+
     /// Builds the map.
     pub fn build(self) -> SafeMap<K, V, S>
     where
@@ -182,6 +271,7 @@ impl<K, V, S> Builder<K, V, S> {
             plans: Mutex::new(PlanBook::new()),
             reads: ReadCounters::new(),
             writes: WriteCounters::default(),
+            refs: MapRefs::new(self.references),
         }
     }
 }

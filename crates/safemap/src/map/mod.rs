@@ -1,8 +1,11 @@
 //! [`SafeMap`]: the public face; each file of this folder holds one group of operations.
 
+mod batch;
 mod builder;
+mod cascade;
 mod plans;
 mod read;
+mod refs;
 mod remove;
 mod restore;
 mod write;
@@ -14,7 +17,7 @@ use std::time::{Duration, SystemTime};
 pub use builder::{Builder, DEFAULT_PLAN_TTL};
 pub use read::{Pinned, Snapshot};
 pub use remove::RetainReport;
-pub use restore::{RestoreReport, Skip};
+pub use restore::{MapRestored, RestoreReport, Skip};
 pub use write::Expect;
 
 use crate::engine::{KeyLocks, ReadCounters, Table};
@@ -23,6 +26,7 @@ use crate::guard::{Breaker, BreakerState, DenyRules};
 use crate::ids::Revision;
 use crate::journal::Journal;
 use crate::plan::PlanBook;
+use crate::refs::MapRefs;
 use crate::stats::{Stats, WriteCounters};
 use crate::sync::Mutex;
 use crate::watch::Watcher;
@@ -46,6 +50,8 @@ pub struct SafeMap<K, V, S = RandomState> {
     plans: Mutex<PlanBook<K>>,
     reads: ReadCounters,
     writes: WriteCounters,
+    /// What the map declares and who refers to its keys (see `refs`).
+    refs: MapRefs<K, V>,
 }
 
 impl<K, V> SafeMap<K, V, RandomState>
@@ -115,7 +121,7 @@ where
     /// // Puts are kept for a watch from an earlier revision only when asked
     /// // (by default they are recorded while a watcher is registered).
     /// let map = SafeMap::builder().record_puts(true).build();
-    /// let first = map.insert("a", 1).revision();
+    /// let first = map.insert("a", 1).unwrap().revision();
     /// let _ = map.remove("a", "expired").unwrap();
     /// let mut changes = map.watch(Some(first)).unwrap();
     /// let put = changes.try_next().unwrap().unwrap();

@@ -24,7 +24,7 @@ where
     ///
     /// ```
     /// let map = safemap::SafeMap::new();
-    /// let written = map.insert("a", 1);
+    /// let written = map.insert("a", 1).unwrap();
     /// let entry = map.get("a").unwrap();
     /// assert_eq!((*entry.value(), entry.revision()), (1, written.revision()));
     /// ```

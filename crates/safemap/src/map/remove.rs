@@ -23,6 +23,8 @@ pub struct RetainReport<K> {
     /// Entries the predicate rejected that changed before they could be removed
     /// (their new value was not judged); they were kept.
     pub changed: usize,
+    /// Entries the predicate rejected that other keys refer to; they were kept.
+    pub referenced: Vec<K>,
     /// Whether the delete breaker stopped the removal part-way.
     pub stopped_by_breaker: bool,
 }
@@ -59,7 +61,8 @@ where
     /// # Errors
     ///
     /// In this order: [`DeleteError::ReasonRequired`] / [`DeleteError::ReasonTooLong`],
-    /// [`DeleteError::NotFound`], [`DeleteError::Vetoed`], [`DeleteError::BreakerOpen`].
+    /// [`DeleteError::NotFound`], [`DeleteError::Vetoed`], [`DeleteError::Referenced`],
+    /// [`DeleteError::BreakerOpen`].
     /// A refused removal changes nothing and writes no record.
     pub fn remove<Q>(&self, key: &Q, reason: impl Into<Reason>) -> Result<Removed<V>, DeleteError>
     where
@@ -140,6 +143,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        // See `refs`: the references lock comes before any stripe.
+        let _references = self.refs().declares().then(|| self.journal.refs().lock());
         let held = self.locks.lock(key);
         let guard = self.table.guard();
         let (stored_key, current) = self.table.get(key, &guard).ok_or(DeleteError::NotFound)?;
@@ -156,6 +161,24 @@ where
                 rule: rule.to_owned(),
             });
         }
+        // Under the key's stripe the index is exact: a put that refers to the
+        // key either is listed already or will find the key gone.
+        let referrers = self.refs().referrers_except_self(&self.name, stored_key);
+        if let Some(first) = referrers
+            .iter()
+            .min_by(|a, b| (&*a.map, &*a.reference).cmp(&(&*b.map, &*b.reference)))
+        {
+            return Err(DeleteError::Referenced {
+                count: referrers.len(),
+                map: first.map.to_string(),
+                reference: first.reference.to_string(),
+            });
+        }
+        let change = self
+            .refs()
+            .declares()
+            .then(|| self.ref_change(Some(&current.value), None));
+        let _targets = change.as_ref().map(|c| self.lock_targets(c, stored_key));
         // The clock is read only when a breaker applies: it is a measurable
         // share of an unguarded removal. Nothing below can fail, so the
         // breaker counts this removal as it admits it.
@@ -185,6 +208,9 @@ where
         let (revision, audit_id) = (claim.revision(), claim.audit_id());
         self.table.unpublish(&held, key, &guard);
         claim.published();
+        if let Some(change) = &change {
+            self.apply_change(change, stored_key);
+        }
         Ok(Removed {
             value,
             revision,
@@ -224,6 +250,7 @@ where
             removed: 0,
             vetoed: Vec::new(),
             changed: 0,
+            referenced: Vec::new(),
             stopped_by_breaker: false,
         };
         for (key, revision) in &doomed {
@@ -236,6 +263,7 @@ where
             match self.remove_one(key, &removal) {
                 Ok(_) => report.removed += 1,
                 Err(DeleteError::Vetoed { rule }) => report.vetoed.push((key.clone(), rule)),
+                Err(DeleteError::Referenced { .. }) => report.referenced.push(key.clone()),
                 Err(DeleteError::BreakerOpen { .. }) => {
                     report.stopped_by_breaker = true;
                     break;

@@ -20,14 +20,18 @@ pub enum Skip {
     Recreated,
     /// The removal is older than the map's retention.
     Expired,
+    /// The value refers to a key that does not exist (see
+    /// [`Builder::references`](crate::Builder::references)).
+    ReferenceMissing,
 }
 
 impl Skip {
-    /// `"recreated"` or `"expired"`.
+    /// `"recreated"`, `"expired"` or `"reference_missing"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::Recreated => "recreated",
             Skip::Expired => "expired",
+            Skip::ReferenceMissing => "reference_missing",
         }
     }
 }
@@ -40,6 +44,20 @@ pub struct RestoreReport<K> {
     pub restored: Vec<(K, Revision)>,
     /// Keys left alone, and why.
     pub skipped: Vec<(K, Skip)>,
+    /// Keys of other maps restored (or left alone) by the restore of a
+    /// cascading plan, parents first.
+    pub other_maps: Vec<MapRestored<K>>,
+}
+
+/// A key of another map handled by the restore of a cascading plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapRestored<K> {
+    /// The map.
+    pub map: Arc<str>,
+    /// The key.
+    pub key: K,
+    /// Its new revision, or why it was left alone.
+    pub outcome: Result<Revision, Skip>,
 }
 
 impl<K, V, S> SafeMap<K, V, S>
@@ -94,6 +112,10 @@ where
     }
 
     /// Restores every removal of an executed plan (see [`SafeMap::restore`]).
+    /// For a cascading plan, every map's keys come back, parents before
+    /// children, each checked against the references as it is written (a key
+    /// whose target is still missing once everything else is back is skipped
+    /// with [`Skip::ReferenceMissing`]).
     ///
     /// # Errors
     ///
@@ -104,14 +126,32 @@ where
         &self,
         plan: PlanId,
         reason: impl Into<Reason>,
-    ) -> Result<RestoreReport<K>, RestoreError> {
+    ) -> Result<RestoreReport<K>, RestoreError>
+    where
+        K: Send + Sync,
+        V: Send + Sync,
+        S: Send + Sync,
+    {
         let reason = reason.into();
         reason.check_for_removal()?;
         let journal = self.journal().ok_or(RestoreError::JournalDisabled)?;
-        let records: Vec<_> = journal
+        let all: Vec<_> = journal
             .for_plan(plan)
             .into_iter()
-            .filter(|r| Arc::ptr_eq(&r.map, &self.name) && r.op == Op::Delete)
+            .filter(|r| r.op == Op::Delete)
+            .collect();
+        // A cascading plan removes each root last in its subtree: its newest
+        // record is a root's, in the plan's map (known after a restart too).
+        let made_here = all.last().is_some_and(|r| *r.map == *self.name);
+        if made_here && all.iter().any(|r| !Arc::ptr_eq(&r.map, &self.name)) {
+            if !all.iter().any(|r| self.within_retention(r)) {
+                return Err(RestoreError::RetentionExpired);
+            }
+            return Ok(self.restore_batch(all, &reason, self.retention));
+        }
+        let records: Vec<_> = all
+            .into_iter()
+            .filter(|r| Arc::ptr_eq(&r.map, &self.name))
             .collect();
         if records.is_empty() {
             let known = matches!(
@@ -123,6 +163,7 @@ where
                 true => Ok(RestoreReport {
                     restored: Vec::new(),
                     skipped: Vec::new(),
+                    other_maps: Vec::new(),
                 }),
                 false => Err(RestoreError::NotFound),
             };
@@ -148,6 +189,7 @@ where
         let mut report = RestoreReport {
             restored: Vec::new(),
             skipped: Vec::new(),
+            other_maps: Vec::new(),
         };
         for record in records {
             let Some(value) = record.previous_value.clone() else {
@@ -160,6 +202,9 @@ where
             let key = record.key.clone();
             match self.put_one(key.clone(), value, Expect::Absent, reason, Op::Restore) {
                 Ok(written) => report.restored.push((key, written.revision)),
+                Err(PutError::ReferenceMissing { .. }) => {
+                    report.skipped.push((key, Skip::ReferenceMissing));
+                }
                 Err(PutError::AlreadyExists { .. }) | Err(_) => {
                     report.skipped.push((key, Skip::Recreated));
                 }

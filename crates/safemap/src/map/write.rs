@@ -28,23 +28,25 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// Inserts or replaces the value under `key` (upsert). Never refused.
+    /// Inserts or replaces the value under `key` (upsert). Refused only in a
+    /// map that declares references, when the value refers to a missing key.
     ///
     /// # Examples
     ///
     /// ```
     /// let map = safemap::SafeMap::new();
-    /// let first = map.insert("k", 1);
-    /// let second = map.insert("k", 2);
+    /// let first = map.insert("k", 1).unwrap();
+    /// let second = map.insert("k", 2).unwrap();
     /// assert!(first.created() && !second.created());
     /// assert!(second.revision() > first.revision());
     /// assert_eq!(second.version(), 2);
     /// ```
-    pub fn insert(&self, key: K, value: V) -> Written {
-        match self.put(key, value, Expect::Any, &Reason::none()) {
-            Ok(written) => written,
-            Err(_) => unreachable!("an unconditional put is never refused"),
-        }
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::ReferenceMissing`] (see [`Builder::references`](crate::Builder::references)).
+    pub fn insert(&self, key: K, value: V) -> Result<Written, PutError> {
+        self.put(key, value, Expect::Any, &Reason::none())
     }
 
     /// Inserts only if `key` is absent.
@@ -73,7 +75,8 @@ where
     ///
     /// [`PutError::AlreadyExists`] for `Expect::Absent` on a present key;
     /// [`PutError::RevisionMismatch`] for `Expect::Revision` on another revision
-    /// or an absent key.
+    /// or an absent key; [`PutError::ReferenceMissing`] when the value refers
+    /// to a key that does not exist (see [`Builder::references`](crate::Builder::references)).
     pub fn put(
         &self,
         key: K,
@@ -96,7 +99,10 @@ where
     /// revisions in input order.
     ///
     /// Each entry is its own write: other writers never wait for the whole
-    /// refresh, and readers never wait at all.
+    /// refresh, and readers never wait at all. In a map that declares
+    /// references, an entry whose target is missing is left out (and has no
+    /// revision in the result); [`SafeMap::refresh_checked`] refuses the
+    /// whole batch instead.
     ///
     /// # Examples
     ///
@@ -128,7 +134,10 @@ where
 
     /// Puts back an entry recovered from storage with its original revisions,
     /// without journaling it; the revision counter moves above `revision`.
-    /// For recovery at start-up, before the map is shared.
+    /// For recovery at start-up, before the map is shared. The entry's
+    /// references are indexed in their targets' maps (build and register
+    /// every map of the journal before loading entries); targets are not
+    /// checked, since they may be loaded later.
     pub fn load_entry(
         &self,
         key: K,
@@ -138,15 +147,27 @@ where
         version: u64,
     ) {
         self.journal.observe_revision(revision);
+        let _references = self.refs().declares().then(|| self.journal.refs().lock());
         let held = self.locks.lock(&key);
         let guard = self.table.guard();
+        // The referrer index is rebuilt from the entries loaded (targets need
+        // not be loaded yet, but their maps must be built and registered).
+        let change = self.refs().declares().then(|| {
+            let current = self.table.get::<K>(key.borrow(), &guard);
+            self.ref_change(current.map(|(_, c)| &c.value), Some(&value))
+        });
+        let _targets = change.as_ref().map(|c| self.lock_targets(c, &key));
         let stored = Versioned {
             value,
             revision,
             create_revision,
             version,
         };
+        let indexed = change.as_ref().map(|_| key.clone());
         self.table.publish(&held, key, stored, &guard);
+        if let (Some(change), Some(key)) = (&change, indexed) {
+            self.apply_change(change, &key);
+        }
     }
 
     /// One put under its key's lock. Invariant: the check of `expect` and the
@@ -160,6 +181,9 @@ where
         reason: &Reason,
         op: Op,
     ) -> Result<Written, PutError> {
+        // A map that declares references takes the references lock before its
+        // key's stripe (see `refs`); other maps pay one branch.
+        let _references = self.refs().declares().then(|| self.journal.refs().lock());
         let held = self.locks.lock(&key);
         let guard = self.table.guard();
         let current = self
@@ -173,6 +197,14 @@ where
                 return Err(PutError::RevisionMismatch { current });
             }
             _ => {}
+        }
+        let change = self
+            .refs()
+            .declares()
+            .then(|| self.ref_change(current.map(|c| &c.value), Some(&value)));
+        let _targets = change.as_ref().map(|c| self.lock_targets(c, &key));
+        if let Some(change) = &change {
+            self.check_targets(change, &key)?;
         }
         let (create_revision, version) = match current {
             Some(c) => (Some(c.create_revision), c.version + 1),
@@ -205,8 +237,18 @@ where
             create_revision,
             version,
         };
-        self.table.publish(&held, key, stored, &guard);
-        claim.published();
+        match &change {
+            Some(change) => {
+                let indexed = key.clone();
+                self.table.publish(&held, key, stored, &guard);
+                claim.published();
+                self.apply_change(change, &indexed);
+            }
+            None => {
+                self.table.publish(&held, key, stored, &guard);
+                claim.published();
+            }
+        }
         self.writes.put();
         Ok(Written {
             revision,

@@ -108,7 +108,7 @@ impl Actor {
             }
             20..35 => {
                 let value = self.value();
-                let (c, r, w) = stamp(tick, || map.insert(key, value));
+                let (c, r, w) = stamp(tick, || map.insert(key, value).unwrap());
                 self.remember(key, Some(w.revision()));
                 let op = KeyOp::Put {
                     value,
@@ -345,7 +345,7 @@ pub fn setup<S: BuildHasher>(
     let mut history = Vec::new();
     for key in 0..actor.rng.below(KEYS + 1) as u32 {
         let value = actor.value();
-        let (call, ret, w) = stamp(tick, || map.insert(key, value));
+        let (call, ret, w) = stamp(tick, || map.insert(key, value).unwrap());
         let op = KeyOp::Put {
             value,
             expect: Expect::Any,
