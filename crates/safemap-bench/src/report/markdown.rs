@@ -159,7 +159,7 @@ fn headline(s: &mut String, r: &Results) {
             .map(|x| format!("{} {:.0}", x.variant, x.bytes_per_entry))
             .collect();
         lines.push(format!(
-            "**Memory**: safemap {:.0} bytes/entry at {} entries (journal off); {}; after removing 90 %: {} MB kept.",
+            "**Memory**: safemap {:.0} bytes/entry at {} entries (default builder); {}; after removing 90 %: {} MB kept.",
             base.bytes_per_entry,
             base.entries,
             peers.join(", "),
