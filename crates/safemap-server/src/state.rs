@@ -18,7 +18,8 @@ use crate::auth::{self, Role, Tokens};
 use crate::config::{Config, MapPolicy};
 use crate::error::ApiError;
 use crate::storage::{
-    Msg, Persist, Recovered, Storage, StorageError, StoredOp, StoredRecord, TokenOp,
+    Msg, Options as StorageOptions, Persist, Recovered, Storage, StorageError, StoredOp,
+    StoredRecord, TokenOp,
 };
 
 /// The map type the server serves.
@@ -140,8 +141,12 @@ impl Shared {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Shared, StorageError> {
         let retention = config.max_retention();
-        let (storage, rec) =
-            Storage::open_with(data_dir, retention, config.server.storage_cache_bytes)?;
+        let options = StorageOptions {
+            cache_bytes: config.server.storage_cache_bytes,
+            checkpoint_interval: config.server.checkpoint_interval,
+            ..StorageOptions::default()
+        };
+        let (storage, rec) = Storage::open_with(data_dir, retention, options)?;
         log_recovery(&rec, &storage);
         let Recovered {
             entries,
