@@ -17,26 +17,38 @@ use crate::names::{check_key, is_valid_name};
 use crate::state::AppState;
 use crate::trace::TraceCtx;
 
-/// Role number of `read` for [`Authed`].
-pub const READ: u8 = 0;
-/// Role number of `write` for [`Authed`].
-pub const WRITE: u8 = 1;
-/// Role number of `delete` for [`Authed`].
-pub const DELETE: u8 = 2;
-/// Role number of `admin` for [`Authed`].
-pub const ADMIN: u8 = 3;
-
-fn role_of(r: u8) -> Role {
-    match r {
-        READ => Role::Read,
-        WRITE => Role::Write,
-        DELETE => Role::Delete,
-        _ => Role::Admin,
-    }
+/// A role a route requires, as a type: `Authed<CanDelete>` in a handler's
+/// signature says which role the route needs (http-api.md, "Which role each
+/// route needs").
+pub trait RequiredRole {
+    /// The role.
+    const ROLE: Role;
 }
 
-/// An authenticated caller holding role `R`.
-pub struct Authed<const R: u8>(pub Principal);
+/// Requires the `read` role.
+pub struct CanRead;
+/// Requires the `write` role.
+pub struct CanWrite;
+/// Requires the `delete` role.
+pub struct CanDelete;
+/// Requires the `admin` role.
+pub struct IsAdmin;
+
+impl RequiredRole for CanRead {
+    const ROLE: Role = Role::Read;
+}
+impl RequiredRole for CanWrite {
+    const ROLE: Role = Role::Write;
+}
+impl RequiredRole for CanDelete {
+    const ROLE: Role = Role::Delete;
+}
+impl RequiredRole for IsAdmin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// An authenticated caller holding the role `R` requires.
+pub struct Authed<R: RequiredRole>(pub Principal, std::marker::PhantomData<R>);
 
 /// Authenticates a request: 401 when the token is missing or unknown.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -63,13 +75,13 @@ pub fn authorize(p: &Principal, role: Role) -> Result<(), ApiError> {
     }
 }
 
-impl<const R: u8> FromRequestParts<AppState> for Authed<R> {
+impl<R: RequiredRole> FromRequestParts<AppState> for Authed<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let p = authenticate(state, &parts.headers)?;
-        authorize(&p, role_of(R))?;
-        Ok(Authed(p))
+        authorize(&p, R::ROLE)?;
+        Ok(Authed(p, std::marker::PhantomData))
     }
 }
 
@@ -306,16 +318,10 @@ pub fn reason(headers: &HeaderMap, required: bool) -> Result<Option<String>, Api
     };
     let text = raw.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     match text {
-        None if required => Err(ApiError::bad_request(
-            "reason_required",
-            "this operation needs a non-empty X-Reason header",
-        )
-        .with_details(serde_json::json!({"header": "X-Reason"}))),
-        Some(t) if t.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(
-            "reason_too_long",
-            format!("X-Reason is longer than {MAX_REASON_CHARS} characters"),
-        )
-        .with_details(serde_json::json!({"max_chars": MAX_REASON_CHARS}))),
+        None if required => Err(crate::library_errors::reason_required()),
+        Some(t) if t.chars().count() > MAX_REASON_CHARS => {
+            Err(crate::library_errors::reason_too_long())
+        }
         other => Ok(other),
     }
 }
@@ -327,6 +333,38 @@ pub enum IfMatch {
     Any,
     /// One or more strong ETags `"<revision>"` (weak ones never match: `None`).
     Revisions(Vec<Option<u64>>),
+}
+
+impl IfMatch {
+    /// The revision a conditional write must find: a single strong tag names
+    /// it; `*` or a list of tags takes the current revision (`current()`, None
+    /// when the key is absent) if it matches. `Err(current)` when it does not.
+    pub fn pinned(
+        &self,
+        current: impl FnOnce() -> Option<safemap::Revision>,
+    ) -> Result<safemap::Revision, Option<safemap::Revision>> {
+        match self {
+            IfMatch::Revisions(tags) => {
+                let strong: Vec<u64> = tags.iter().flatten().copied().collect();
+                match strong.as_slice() {
+                    [one] => Ok(safemap::Revision::new(*one)),
+                    _ => match current() {
+                        Some(cur) if strong.contains(&cur.get()) => Ok(cur),
+                        cur => Err(cur),
+                    },
+                }
+            }
+            IfMatch::Any => current().ok_or(None),
+        }
+    }
+
+    /// Whether an entry at `revision` matches (`If-None-Match` on a read).
+    pub fn matches(&self, revision: safemap::Revision) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Revisions(tags) => tags.iter().flatten().any(|r| *r == revision.get()),
+        }
+    }
 }
 
 /// Parses an entity-tag list of `If-Match`/`If-None-Match`: `*` or `"<n>"`, `W/"<n>"`, comma separated.

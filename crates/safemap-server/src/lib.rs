@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod library_errors;
 pub mod limits;
 pub mod metrics;
 pub mod names;

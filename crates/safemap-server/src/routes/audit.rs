@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::rfc3339;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Authed, Q, READ, limit};
+use crate::extract::{Authed, CanRead, Q, limit};
 use crate::names::is_valid_name;
 use crate::state::{AppState, Record};
 
@@ -44,7 +44,7 @@ pub fn record_json(r: &Record) -> Value {
 /// `next` is the last id of the page when more records follow (pass it as
 /// `after`), else null.
 pub async fn audit(
-    _a: Authed<READ>,
+    _a: Authed<CanRead>,
     State(st): State<AppState>,
     Q(p): Q<AuditParams>,
 ) -> ApiResult<Response> {

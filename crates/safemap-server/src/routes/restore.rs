@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use safemap::{AuditId, PlanId, RestoreError, RestoreReport};
 use serde::Deserialize;
@@ -10,13 +10,10 @@ use serde_json::{Value, json};
 
 use super::reason_of;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ADMIN, Authed, JsonBody, MapName, Trace, reason};
+use crate::extract::{Authed, IsAdmin, JsonBody, MapName, Trace, reason};
+use crate::library_errors::{Restoring, no_map, restore_error};
 use crate::state::AppState;
 use crate::storage::Target;
-
-fn no_map(map: &str) -> ApiError {
-    ApiError::not_found(format!("no map {map:?}")).with_details(json!({"map": map}))
-}
 
 /// Body of a restore: exactly one of `audit_id`, `plan_id`.
 #[derive(Debug, Deserialize)]
@@ -28,7 +25,7 @@ pub struct RestoreBody {
 
 /// `POST /v1/maps/{map}/restore` (admin) with `X-Reason`.
 pub async fn restore(
-    a: Authed<ADMIN>,
+    a: Authed<IsAdmin>,
     State(st): State<AppState>,
     Trace(trace): Trace,
     MapName(map): MapName,
@@ -56,29 +53,11 @@ pub async fn restore(
             Err(_) => Err(RestoreError::NotFound),
         },
     };
-    let report = result.map_err(|e| match e {
-        RestoreError::NotFound => ApiError::not_found(match &which {
-            Ok(id) => format!("no delete with audit id {id} in map {map:?}"),
-            Err(p) => format!("no deletes of plan {p:?} in map {map:?}"),
-        }),
-        RestoreError::RetentionExpired => ApiError::new(
-            StatusCode::GONE,
-            "retention_expired",
-            "the deleted value is past the map's retention and can no longer be restored",
-        ),
-        RestoreError::NotADelete => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_delete",
-            "only deletes can be restored; this audit record is a put or restore",
-        ),
-        RestoreError::ReasonRequired => {
-            ApiError::bad_request("reason_required", "X-Reason is required")
-        }
-        RestoreError::ReasonTooLong => {
-            ApiError::bad_request("reason_too_long", "X-Reason is too long")
-        }
-        other => ApiError::internal(other.to_string()),
-    })?;
+    let what = match &which {
+        Ok(id) => Restoring::AuditId(*id),
+        Err(p) => Restoring::Plan(p),
+    };
+    let report = result.map_err(|e| restore_error(e, what, &map))?;
     if let Some(max) = report.restored.iter().map(|(_, r)| *r).max() {
         st.durable(Target::Revision(max.get())).await?;
     }

@@ -12,16 +12,17 @@
 use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
-use safemap::{Op, Revision, WatchError};
+use safemap::{Op, Revision};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Authed, MapName, Q, READ, header_str};
+use crate::extract::{Authed, CanRead, MapName, Q, header_str};
+use crate::library_errors::{compacted, watch_error};
 use crate::state::AppState;
 use crate::storage::Target;
 
@@ -34,7 +35,7 @@ pub struct WatchParams {
 
 /// `GET /v1/maps/{map}/watch?from_revision=&prefix=`
 pub async fn watch(
-    _a: Authed<READ>,
+    _a: Authed<CanRead>,
     State(st): State<AppState>,
     MapName(map): MapName,
     Q(p): Q<WatchParams>,
@@ -52,16 +53,6 @@ pub async fn watch(
         })?;
         from = Some(last.saturating_add(1));
     }
-    let compacted = |oldest: u64| {
-        ApiError::new(
-            StatusCode::GONE,
-            "compacted",
-            format!(
-                "events before revision {oldest} are no longer held; read the current state and watch from there"
-            ),
-        )
-        .with_details(json!({"oldest_revision": oldest}))
-    };
     if let Some(f) = from
         && st.history_floor > 0
         && f < st.history_floor
@@ -69,10 +60,7 @@ pub async fn watch(
         return Err(compacted(st.history_floor));
     }
     let m = st.map_or_create(&map)?;
-    let watcher = m.watch(from.map(Revision::new)).map_err(|e| match e {
-        WatchError::Compacted { oldest } => compacted(oldest.get()),
-        other => ApiError::internal(other.to_string()),
-    })?;
+    let watcher = m.watch(from.map(Revision::new)).map_err(watch_error)?;
     let prefix = p.prefix.unwrap_or_default();
     let shutdown = st.shutdown.clone();
     let storage = st.storage.clone();
