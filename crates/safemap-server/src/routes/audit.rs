@@ -90,8 +90,7 @@ pub async fn audit(
     // Only durable records are shown: a reader never sees one that a crash
     // could take back (at most one group commit of waiting).
     if let Some(last) = records.last() {
-        st.durable(crate::storage::Target::AuditId(last.id.get()))
-            .await?;
+        st.until_durable(&**last).await?;
     }
     let out: Vec<Value> = records.iter().map(|r| record_json(r)).collect();
     Ok(Json(json!({"records": out, "next": next})).into_response())

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use safemap::{DeleteError, Expect, Revision};
+use safemap::{DeleteError, Expect};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,7 +19,6 @@ use crate::extract::{
 use crate::library_errors::{already_exists, delete_error, no_key, put_error, revision_mismatch};
 use crate::names::check_key;
 use crate::state::AppState;
-use crate::storage::Target;
 
 /// Most entries in one refresh.
 pub const MAX_REFRESH_ENTRIES: usize = 1000;
@@ -91,8 +90,7 @@ pub async fn put_entry(
         _ => Expect::Any,
     };
     let w = m.put(key.clone(), value, expect, &why).map_err(put_error)?;
-    st.durable(durable_target(w.audit_id(), w.revision()))
-        .await?;
+    st.until_durable(&w).await?;
     let status = if w.created() {
         StatusCode::CREATED
     } else {
@@ -110,14 +108,6 @@ pub async fn put_entry(
         .into_response();
     set_etag(&mut resp, w.revision());
     Ok(resp)
-}
-
-/// What to wait for before acknowledging a write.
-pub fn durable_target(audit_id: Option<safemap::AuditId>, rev: Revision) -> Target {
-    match audit_id {
-        Some(id) => Target::AuditId(id.get()),
-        None => Target::Revision(rev.get()),
-    }
 }
 
 /// `DELETE /v1/maps/{map}/keys/{key}`
@@ -143,8 +133,7 @@ pub async fn delete_entry(
         },
     };
     let removed = result.map_err(|e| delete_error(e, &map, &key))?;
-    st.durable(durable_target(removed.audit_id(), removed.revision()))
-        .await?;
+    st.until_durable(&removed).await?;
     let mut resp = Json(json!({
         "key": key,
         "revision": removed.revision().get(),
@@ -244,9 +233,7 @@ pub async fn refresh(
     let why = reason_of(text, &a.0, &trace);
     let keys: Vec<String> = body.entries.keys().cloned().collect();
     let revs = m.refresh_with(body.entries, &why);
-    if let Some(max) = revs.iter().max() {
-        st.durable(Target::Revision(max.get())).await?;
-    }
+    st.until_durable(revs.as_slice()).await?;
     let mut out = serde_json::Map::new();
     for (k, r) in keys.into_iter().zip(revs) {
         out.insert(k, json!(r.get()));

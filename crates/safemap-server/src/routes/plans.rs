@@ -20,7 +20,6 @@ use crate::extract::{
 use crate::library_errors::{execute_error, no_map, no_plan};
 use crate::names::check_key;
 use crate::state::AppState;
-use crate::storage::Target;
 
 /// Keys listed in a plan's `sample`.
 pub const SAMPLE_KEYS: usize = 20;
@@ -136,9 +135,7 @@ pub async fn execute_plan(
     let report = m
         .execute(plan, count, reason_of(text, &a.0, &trace))
         .map_err(|e| execute_error(e, &raw, count))?;
-    if let Some((_, last)) = report.audit_ids {
-        st.durable(Target::AuditId(last.get())).await?;
-    }
+    st.until_durable(&report).await?;
     let conflicts: Vec<Value> = report
         .conflicts
         .iter()

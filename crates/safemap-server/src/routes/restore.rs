@@ -13,7 +13,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, IsAdmin, JsonBody, MapName, Trace, reason};
 use crate::library_errors::{Restoring, no_map, restore_error};
 use crate::state::AppState;
-use crate::storage::Target;
 
 /// Body of a restore: exactly one of `audit_id`, `plan_id`.
 #[derive(Debug, Deserialize)]
@@ -58,9 +57,7 @@ pub async fn restore(
         Err(p) => Restoring::Plan(p),
     };
     let report = result.map_err(|e| restore_error(e, what, &map))?;
-    if let Some(max) = report.restored.iter().map(|(_, r)| *r).max() {
-        st.durable(Target::Revision(max.get())).await?;
-    }
+    st.until_durable(&report).await?;
     let restored: Vec<Value> = report
         .restored
         .iter()
