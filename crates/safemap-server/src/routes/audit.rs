@@ -72,6 +72,11 @@ pub async fn audit(
         )),
     };
     let limit = limit(p.limit.as_deref(), st.config.server.max_list_limit)?;
+    // No audit id follows u64::MAX. (The library's query computes `after + 1`,
+    // which overflows there: a panic in debug builds.)
+    if after.is_some_and(|a| a.get() == u64::MAX) {
+        return Ok(Json(json!({"records": [], "next": null})).into_response());
+    }
     // One more than the page, to know whether another page follows.
     let mut records = st.journal.query(&AuditQuery {
         map: p.map,

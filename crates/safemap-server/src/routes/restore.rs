@@ -18,8 +18,25 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
+    #[serde(default, deserialize_with = "integer")]
     audit_id: Option<u64>,
     plan_id: Option<String>,
+}
+
+/// A JSON integer, also when written with a fraction of zero (`5.0`): JSON
+/// Schema's `integer`, which the OpenAPI document uses.
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    let exact = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f))
+            .map(|f| f as u64)
+    });
+    exact.map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "audit_id {n} is not an audit id (a non-negative integer)"
+        ))
+    })
 }
 
 /// `POST /v1/maps/{map}/restore` (admin) with `X-Reason`.
