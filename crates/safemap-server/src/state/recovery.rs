@@ -165,7 +165,8 @@ fn log_recovery(rec: &Recovered, storage: &Storage) {
             repaired = rec.repaired,
             last_revision = rec.last_revision,
             last_audit_id = rec.last_audit_id,
-            "recovering after an unclean shutdown: the last committed transaction is kept, an interrupted one (torn tail) is rolled back"
+            log_records_replayed = rec.log_records_replayed,
+            "recovering after an unclean shutdown: every record in the write-ahead log is kept (a torn tail, never acknowledged, is dropped)"
         );
     }
     if rec.skipped_rows > 0 {
