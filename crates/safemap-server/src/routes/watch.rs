@@ -24,7 +24,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, CanRead, MapName, Q, header_str};
 use crate::library_errors::{compacted, watch_error};
 use crate::state::AppState;
-use crate::storage::Target;
 
 /// Query of a watch.
 #[derive(Debug, Deserialize)]
@@ -63,11 +62,11 @@ pub async fn watch(
     let watcher = m.watch(from.map(Revision::new)).map_err(watch_error)?;
     let prefix = p.prefix.unwrap_or_default();
     let shutdown = st.shutdown.clone();
-    let storage = st.storage.clone();
+    let keepalive = st.config.server.watch_keepalive;
     let events = stream::unfold(
         (watcher, shutdown, prefix, false),
         move |(mut w, mut stop, prefix, done)| {
-            let storage = storage.clone();
+            let st = st.clone();
             async move {
                 if done {
                     return None;
@@ -88,7 +87,7 @@ pub async fn watch(
                             // Only durable events are sent: a watcher never sees a
                             // write that a crash could take back.
                             let durable = tokio::select! {
-                                d = storage.wait_durable(Target::AuditId(rec.id.get())) => d,
+                                d = st.until_durable(&*rec) => d,
                                 _ = stop.changed() => return None,
                             };
                             if durable.is_err() {
@@ -126,10 +125,6 @@ pub async fn watch(
         },
     );
     Ok(Sse::new(events)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(st.config.server.watch_keepalive)
-                .text("keep-alive"),
-        )
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
         .into_response())
 }
