@@ -125,7 +125,10 @@ async fn restore_single_delete() {
         .unwrap())
     .await;
     assert_eq!(st, 400);
-    let (st, v) = sj(restore(json!({"audit_id": id}), Some("undo"))
+    // JSON Schema's integer: 5.0 is the audit id 5; 5.5 is no audit id.
+    let (st, v) = sj(restore(json!({"audit_id": 0.5}), Some("r")).await.unwrap()).await;
+    assert_eq!((st, code(&v)), (400, "invalid_body"));
+    let (st, v) = sj(restore(json!({"audit_id": id as f64}), Some("undo"))
         .await
         .unwrap())
     .await;
