@@ -223,6 +223,17 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_filled_tail_is_a_torn_tail() {
+        // After a power loss a file may end in zeros its size already covered.
+        let mut b = log(&[b"one", b"two"], 1);
+        let good = b.len();
+        b.extend_from_slice(&[0; 300]);
+        let s = scan(&b, 0, 1);
+        assert_eq!(s.frames.len(), 2);
+        assert!(matches!(s.end, End::Torn { offset, .. } if offset == good));
+    }
+
+    #[test]
     fn a_flipped_byte_in_the_middle_is_corruption() {
         let mut b = log(&[b"one", b"two", b"three"], 1);
         let second = HEADER + BODY_PREFIX + 3;
