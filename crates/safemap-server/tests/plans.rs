@@ -73,8 +73,12 @@ async fn plan_then_execute_with_confirmation() {
     // Refusals leave the plan usable: no reason, no count, wrong count.
     let (st, v) = execute(&s, &id, Some("27"), None).await;
     assert_eq!((st, code(&v)), (400, "reason_required"));
+    // A missing X-Confirm-Count is malformed input (400), even for an unknown plan.
     let (st, v) = execute(&s, &id, None, Some("cleanup")).await;
-    assert_eq!((st, code(&v)), (412, "confirm_count_mismatch"));
+    assert_eq!((st, code(&v)), (400, "invalid_header"));
+    assert_eq!(v["error"]["details"]["header"], "X-Confirm-Count");
+    let (st, v) = execute(&s, "0123456789abcdef", None, Some("cleanup")).await;
+    assert_eq!((st, code(&v)), (400, "invalid_header"));
     let (st, v) = execute(&s, &id, Some("many"), Some("cleanup")).await;
     assert_eq!((st, code(&v)), (400, "invalid_header"));
     let (st, v) = execute(&s, &id, Some("26"), Some("cleanup")).await;
@@ -160,4 +164,23 @@ async fn bad_plans_and_unknown_plans() {
         .unwrap())
     .await;
     assert_eq!(st, 404);
+}
+
+/// A plan needs a selector, and a selector that is present is not `null`.
+#[tokio::test]
+async fn plan_bodies_without_a_real_selector_are_400() {
+    let s = TestServer::start().await;
+    let _ = s.put("orders", "o-1", json!({"status": "stale"})).await;
+    for body in [
+        json!({}),
+        json!({"where": null}),
+        json!({"prefix": null}),
+        json!({"keys": null}),
+        json!({"prefix": "o-", "where": null}),
+    ] {
+        let (st, v) = plan(&s, body.clone()).await;
+        assert_eq!((st, code(&v)), (400, "invalid_body"), "{body}");
+    }
+    let (st, _) = plan(&s, json!({"prefix": "o-"})).await;
+    assert_eq!(st, 201);
 }

@@ -6,8 +6,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Version of the row encoding, stored in `meta.format`.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version of the on-disk format, stored in `meta.format`: 1 was redb alone,
+/// 2 adds the write-ahead log (rows unchanged). A server that reads only 1
+/// refuses a format-2 database rather than ignore its log.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// A live entry, the row of the `entries` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
