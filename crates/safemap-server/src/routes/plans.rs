@@ -1,7 +1,8 @@
 //! Delete plans (two-step bulk deletion).
 //!
-//! Plans live in the library's memory: a restart forgets plans that were not
-//! executed (the client plans again; nothing was deleted).
+//! Plans live in the library's memory and in storage: a plan is answered
+//! only once it is durable, and survives a restart until it expires; an
+//! executed plan stays `plan_gone` across a restart too.
 
 use axum::Json;
 use axum::extract::State;
@@ -86,7 +87,9 @@ pub async fn create_plan(
         sel = sel.filter(move |_k, v: &Value| v.pointer(&pointer) == Some(&equals));
     }
     let m = st.map(&map).ok_or_else(|| no_map(&map))?;
+    st.check_writable()?;
     let plan = m.plan_remove(sel);
+    st.persist_plan(&map, &plan).await?;
     let vetoed: Vec<Value> = plan
         .vetoed()
         .iter()
@@ -136,6 +139,7 @@ pub async fn execute_plan(
         .execute(plan, count, reason_of(text, &a.0, &trace))
         .map_err(|e| execute_error(e, &raw, count))?;
     st.until_durable(&report).await?;
+    st.persist_executed(&map, plan).await?;
     let conflicts: Vec<Value> = report
         .conflicts
         .iter()

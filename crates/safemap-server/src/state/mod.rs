@@ -1,6 +1,7 @@
 //! The shared state of a running server, one job per module: `recovery`
 //! (rebuilding it at start), `persist` (records to storage), `maps` (the map
-//! registry), `durable` (what a route waits for before answering).
+//! registry), `durable` (what a route waits for before answering), `plans`
+//! (delete plans kept across restarts).
 //!
 //! One `Journal<String, Value>` is shared by all maps, so there is one revision
 //! counter and one sequence of audit ids for the whole server. The journal's
@@ -10,6 +11,7 @@
 mod durable;
 mod maps;
 mod persist;
+mod plans;
 mod recovery;
 
 use std::collections::HashMap;

@@ -1,8 +1,8 @@
 //! Recovery at start: storage is opened (which folds its log), then maps,
-//! the journal's window, delete breakers and tokens are rebuilt from what it
-//! read back (STORAGE.md, "Recovery at start").
+//! the journal's window, delete breakers, delete plans and tokens are rebuilt
+//! from what it read back (STORAGE.md, "Recovery at start").
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::Shared;
 use super::persist::{StorageSink, from_stored};
+use super::plans::load_plans;
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::storage::{Options as StorageOptions, Recovered, Storage, StorageError, StoredOp};
@@ -37,6 +38,7 @@ impl Shared {
             entries,
             records,
             tokens,
+            plans,
             last_revision,
             last_audit_id,
             skipped_revisions: skip,
@@ -89,6 +91,9 @@ impl Shared {
         let mut map_names: BTreeSet<String> = config.maps.keys().cloned().collect();
         map_names.extend(entries.iter().map(|(m, _, _)| m.clone()));
         map_names.extend(records.iter().map(|r| r.map.clone()));
+        map_names.extend(plans.iter().map(|p| p.map.clone()));
+        let executed_plans: HashSet<String> =
+            records.iter().filter_map(|r| r.plan_id.clone()).collect();
         let mut breaker_seeds: HashMap<String, Vec<SystemTime>> = HashMap::new();
         for r in &records {
             if r.op == StoredOp::Delete && r.plan_id.is_none() {
@@ -141,9 +146,11 @@ impl Shared {
                     m.seed_breaker(times);
                 }
             }
+            let pending_plans = load_plans(&maps, plans, &executed_plans);
             tracing::info!(
                 maps = maps.len(),
                 entries = n_entries,
+                pending_plans,
                 audit_records = loaded,
                 revision = shared.journal.current_revision().get(),
                 "storage recovered"

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable};
 use tokio::sync::watch;
 
-use super::codec::{self, StoredRecord};
-use super::tables::{self, AUDIT, Logged, Meta};
+use super::codec::{self, StoredPlan, StoredRecord};
+use super::tables::{self, AUDIT, Logged, Meta, PLANS};
 use super::{Durable, now_ms};
 
 /// Most records held before a fold, whatever the interval.
@@ -121,9 +121,11 @@ impl Checkpointer {
     }
 
     /// Removes audit rows older than the retention (ids grow with time, so it
-    /// stops at the first younger row).
+    /// stops at the first younger row), and plan rows past the time they are
+    /// remembered ([`codec::PLAN_ROW_KEPT_MS`] after they expired or were executed).
     fn prune(&mut self) {
-        let cutoff = now_ms().saturating_sub(self.retention.as_millis() as u64);
+        let now = now_ms();
+        let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
         let result = (|| -> Result<usize, redb::Error> {
             let txn = self.db.begin_write()?;
             let mut n = 0;
@@ -144,13 +146,29 @@ impl Checkpointer {
                     audit.remove(id)?;
                     n += 1;
                 }
+                let mut plans = txn.open_table(PLANS)?;
+                let mut forgotten = Vec::new();
+                for row in plans.iter()? {
+                    let (k, v) = row?;
+                    // An unreadable row is left for recovery to report.
+                    if codec::decode::<StoredPlan>(v.value()).is_ok_and(|p| p.forgotten_at(now)) {
+                        forgotten.push(k.value().to_string());
+                    }
+                }
+                for id in forgotten {
+                    plans.remove(id.as_str())?;
+                    n += 1;
+                }
             }
             txn.commit()?;
             Ok(n)
         })();
         match result {
             Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "pruned audit records past retention"),
+            Ok(n) => tracing::info!(
+                rows = n,
+                "pruned audit records past retention and forgotten plans"
+            ),
             Err(e) => tracing::warn!(error = %e, "pruning audit records failed"),
         }
     }

@@ -3,9 +3,10 @@
 //!
 //! The on-disk layout is described in `crates/safemap-server/STORAGE.md`.
 //! In short: `<data-dir>/wal/` holds log segments of checksummed records
-//! ([`wal`]); `<data-dir>/safemap.redb` holds four tables, `entries`
+//! ([`wal`]); `<data-dir>/safemap.redb` holds five tables, `entries`
 //! ((map, key) → [`StoredEntry`] JSON), `audit` (audit id → [`StoredRecord`]
-//! JSON), `tokens` (name → [`StoredToken`] JSON) and `meta` (name → u64:
+//! JSON), `tokens` (name → [`StoredToken`] JSON), `plans` (plan id →
+//! [`StoredPlan`] JSON) and `meta` (name → u64:
 //! `last_revision`, `last_audit_id`, `checkpoint_lsn`, `clean_shutdown`,
 //! `format`). Threads: the log writer (`writer`) and the checkpointer
 //! (`checkpoint`); recovery (`recovery`) runs before both.
@@ -33,7 +34,7 @@ use std::time::Duration;
 use redb::Database;
 use tokio::sync::{oneshot, watch};
 
-pub use codec::{StoredEntry, StoredOp, StoredRecord, StoredToken};
+pub use codec::{StoredEntry, StoredOp, StoredPlan, StoredRecord, StoredToken};
 pub use writer::{Msg, Persist, TokenOp, now_ms};
 
 /// Default redb page cache (64 MiB; redb's own default is 1 GiB).
@@ -115,6 +116,8 @@ pub struct Recovered {
     pub records: Vec<StoredRecord>,
     /// Tokens.
     pub tokens: Vec<StoredToken>,
+    /// Delete plans, pending or executed, whose rows are not yet forgotten.
+    pub plans: Vec<StoredPlan>,
     /// Highest revision ever made durable (plus the skip after a crash).
     pub last_revision: u64,
     /// Highest audit id ever made durable.
@@ -320,9 +323,24 @@ impl Storage {
     /// Applies a token change durably.
     pub async fn token(&self, op: TokenOp) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
+        self.send_acked(Msg::Token(op, tx), rx).await
+    }
+
+    /// Writes a delete plan's row (created or executed) durably. Queued after
+    /// every record already sent, so it is durable only once they are too.
+    pub async fn plan(&self, plan: StoredPlan) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.send_acked(Msg::Plan(plan, tx), rx).await
+    }
+
+    async fn send_acked(
+        &self,
+        msg: Msg,
+        rx: oneshot::Receiver<Result<(), String>>,
+    ) -> Result<(), String> {
         self.inner
             .tx
-            .send(Msg::Token(op, tx))
+            .send(msg)
             .map_err(|_| "storage is shut down".to_string())?;
         rx.await.map_err(|_| "storage writer stopped".to_string())?
     }
@@ -455,6 +473,68 @@ mod tests {
             }
         };
         assert_eq!(r.last_revision, 13 + 2 * REVISION_SKIP_AFTER_CRASH);
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn plan(id: &str, expires_at_ms: u64, executed: bool) -> StoredPlan {
+        StoredPlan {
+            id: id.into(),
+            map: "orders".into(),
+            keys: if executed {
+                vec![]
+            } else {
+                vec![("o-1".into(), 7), ("o-2".into(), 9)]
+            },
+            expires_at_ms,
+            executed,
+        }
+    }
+
+    #[tokio::test]
+    async fn plans_outlive_a_crash_and_are_forgotten_a_day_after_they_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let week = Duration::from_secs(7 * 86400);
+        let (s, _) = Storage::open(dir.path(), week).unwrap();
+        let later = now_ms() + 3_600_000;
+        s.plan(plan("00000000000000a1", later, false))
+            .await
+            .unwrap();
+        s.plan(plan("00000000000000a2", later, false))
+            .await
+            .unwrap();
+        s.plan(plan("00000000000000a2", now_ms(), true))
+            .await
+            .unwrap();
+        let long_ago = now_ms() - codec::PLAN_ROW_KEPT_MS - 1000;
+        s.plan(plan("00000000000000a3", long_ago, false))
+            .await
+            .unwrap();
+        // Acknowledged rows are in the log; the crash leaves them to recovery.
+        s.halt_as_crash();
+        drop(s);
+        let (s, r) = Storage::open(dir.path(), week).unwrap();
+        let mut plans = r.plans;
+        plans.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(
+            plans,
+            vec![
+                plan("00000000000000a1", later, false),
+                StoredPlan {
+                    expires_at_ms: plans[1].expires_at_ms,
+                    ..plan("00000000000000a2", 0, true)
+                },
+            ]
+        );
+        // And from redb after a clean shutdown.
+        s.close();
+        drop(s);
+        let (_s, r) = Storage::open(dir.path(), week).unwrap();
+        assert_eq!(r.plans.len(), 2);
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
-use super::codec::{self, StoredEntry, StoredRecord, StoredToken};
-use super::tables::{self, AUDIT, ENTRIES, Logged, META, Meta, TOKENS};
+use super::codec::{self, StoredEntry, StoredPlan, StoredRecord, StoredToken};
+use super::tables::{self, AUDIT, ENTRIES, Logged, META, Meta, PLANS, TOKENS};
 use super::wal::{self, Entry, frame};
 use super::{Recovered, StorageError, now_ms, se};
 
@@ -212,6 +212,20 @@ pub(crate) fn read_tables(db: &Database, retention: Duration) -> Result<Recovere
                 Err(why) => {
                     rec.skipped_rows += 1;
                     tracing::error!(name = k.value(), %why, "skipping an unreadable token row");
+                }
+            }
+        }
+    }
+    if let Some(t) = open(&txn, PLANS)? {
+        let now = now_ms();
+        for row in t.iter().map_err(se("reading plans"))? {
+            let (k, v) = row.map_err(se("reading plans"))?;
+            match codec::decode::<StoredPlan>(v.value()) {
+                Ok(p) if p.forgotten_at(now) => {}
+                Ok(p) => rec.plans.push(p),
+                Err(why) => {
+                    rec.skipped_rows += 1;
+                    tracing::error!(plan_id = k.value(), %why, "skipping an unreadable plan row");
                 }
             }
         }

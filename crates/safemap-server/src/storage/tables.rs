@@ -11,9 +11,10 @@ pub(crate) const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("plans");
 
 /// A log entry with its lsn and its encoded payload (which is also the row
-/// of the `audit` or `tokens` table, so it is encoded once).
+/// of the `audit`, `tokens` or `plans` table, so it is encoded once).
 #[derive(Debug)]
 pub struct Logged {
     /// Log sequence number.
@@ -45,6 +46,7 @@ pub(crate) fn fold(
     let mut audit = txn.open_table(AUDIT)?;
     let mut entries = txn.open_table(ENTRIES)?;
     let mut tokens = txn.open_table(TOKENS)?;
+    let mut plans = txn.open_table(PLANS)?;
     for l in logged {
         match &l.entry {
             Entry::Record(r) => {
@@ -74,6 +76,9 @@ pub(crate) fn fold(
             }
             Entry::TokenRemove(name) => {
                 tokens.remove(name.as_str())?;
+            }
+            Entry::Plan(p) => {
+                plans.insert(p.id.as_str(), l.payload.as_slice())?;
             }
         }
         meta.checkpoint_lsn = meta.checkpoint_lsn.max(l.lsn);

@@ -2,7 +2,7 @@
 //!
 //! Every durable change reaches this thread through one unbounded channel:
 //! audit records (sent by the journal sink under the library's write lock, so
-//! in audit-id order) and token changes. The thread blocks for the first
+//! in audit-id order), token changes and delete plans. The thread blocks for the first
 //! message, drains whatever else is queued (at most [`MAX_BATCH`] messages),
 //! frames all of it into one buffer, writes it with ONE `write` and makes it
 //! durable with ONE `fdatasync`, and only then publishes the highest durable
@@ -27,7 +27,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
 
 use super::checkpoint::Fold;
-use super::codec::{StoredRecord, StoredToken};
+use super::codec::{StoredPlan, StoredRecord, StoredToken};
 use super::tables::Logged;
 use super::wal::{self, Entry, frame};
 use super::{Durable, StorageError};
@@ -63,6 +63,8 @@ pub enum Msg {
     Record(Box<dyn Persist>),
     /// A token change, acknowledged once durable.
     Token(TokenOp, oneshot::Sender<Result<(), String>>),
+    /// A delete plan's row, acknowledged once durable.
+    Plan(StoredPlan, oneshot::Sender<Result<(), String>>),
     /// Write what is queued, have the checkpointer fold everything and mark
     /// a clean shutdown, and stop.
     Shutdown,
@@ -136,7 +138,7 @@ impl Writer {
         let mut acks = Vec::new();
         if self.durable.borrow().failed {
             for m in batch {
-                if let Msg::Token(_, ack) = m {
+                if let Msg::Token(_, ack) | Msg::Plan(_, ack) = m {
                     let _ = ack.send(Err("storage failed earlier; restart the server".into()));
                 }
             }
@@ -159,6 +161,10 @@ impl Writer {
                         TokenOp::Put(t) => Entry::TokenPut(t),
                         TokenOp::Remove(name) => Entry::TokenRemove(name),
                     }
+                }
+                Msg::Plan(plan, ack) => {
+                    acks.push(ack);
+                    Entry::Plan(plan)
                 }
                 Msg::Shutdown | Msg::Halt => continue,
             };

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::codec::{self, StoredRecord, StoredToken};
+use super::codec::{self, StoredPlan, StoredRecord, StoredToken};
 use super::{StorageError, se};
 
 /// First bytes of every segment (format 1 of the log).
@@ -31,6 +31,8 @@ pub enum Entry {
     TokenPut(StoredToken),
     /// Kind 3: a token revoked (payload: its name as a JSON string).
     TokenRemove(String),
+    /// Kind 4: a delete plan created, or executed (the whole row each time).
+    Plan(StoredPlan),
 }
 
 impl Entry {
@@ -40,6 +42,7 @@ impl Entry {
             Entry::Record(_) => 1,
             Entry::TokenPut(_) => 2,
             Entry::TokenRemove(_) => 3,
+            Entry::Plan(_) => 4,
         }
     }
 
@@ -49,6 +52,7 @@ impl Entry {
             Entry::Record(r) => codec::encode(r),
             Entry::TokenPut(t) => codec::encode(t),
             Entry::TokenRemove(name) => codec::encode(name),
+            Entry::Plan(p) => codec::encode(p),
         }
     }
 
@@ -58,6 +62,7 @@ impl Entry {
             1 => codec::decode(payload).map(Entry::Record),
             2 => codec::decode(payload).map(Entry::TokenPut),
             3 => codec::decode(payload).map(Entry::TokenRemove),
+            4 => codec::decode(payload).map(Entry::Plan),
             k => Err(format!("unknown record kind {k}")),
         }
     }
@@ -126,7 +131,18 @@ mod tests {
             roles: vec!["read".into()],
             sha256: "ab".repeat(32),
         };
-        for e in [Entry::TokenPut(tok), Entry::TokenRemove("ci".into())] {
+        let plan = StoredPlan {
+            id: "0123456789abcdef".into(),
+            map: "orders".into(),
+            keys: vec![("o-1".into(), 7)],
+            expires_at_ms: 1_764_139_947_446,
+            executed: false,
+        };
+        for e in [
+            Entry::TokenPut(tok),
+            Entry::TokenRemove("ci".into()),
+            Entry::Plan(plan),
+        ] {
             assert_eq!(Entry::decode(e.kind(), &e.payload()).unwrap(), e);
         }
         assert!(Entry::decode(9, b"{}").is_err());
