@@ -11,6 +11,7 @@
 //! header_read_timeout = "30s"      # time to send request headers (and HTTP/1 keep-alive idle limit)
 //! journal_capacity = 100000        # audit records held in memory (restore, watch, audit), ~1-2 KiB each
 //! storage_cache_bytes = 67108864   # redb page cache (64 MiB)
+//! checkpoint_interval = "1s"       # how often the write-ahead log is folded into redb
 //! tls_cert = "/etc/safemap/cert.pem"  # serve HTTPS (rustls) when both are set
 //! tls_key = "/etc/safemap/key.pem"
 //!
@@ -67,6 +68,10 @@ pub struct ServerSettings {
     pub journal_capacity: usize,
     /// redb page cache in bytes (default 64 MiB).
     pub storage_cache_bytes: usize,
+    /// How often the write-ahead log is folded into redb and truncated
+    /// (default 1 s). Longer: less background work, a longer log to replay
+    /// after a crash.
+    pub checkpoint_interval: Duration,
     /// PEM certificate chain and private key: serve TLS when set.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -83,6 +88,7 @@ impl Default for ServerSettings {
             header_read_timeout: Duration::from_secs(30),
             journal_capacity: 100_000,
             storage_cache_bytes: crate::storage::DEFAULT_CACHE_BYTES,
+            checkpoint_interval: crate::storage::DEFAULT_CHECKPOINT_INTERVAL,
             tls: None,
         }
     }
@@ -235,6 +241,10 @@ impl Config {
             if let Some(d) = s.header_read_timeout {
                 server.header_read_timeout = parse_duration(d.get_ref())
                     .map_err(|m| err(d.span(), "server.header_read_timeout".into(), m))?;
+            }
+            if let Some(d) = s.checkpoint_interval {
+                server.checkpoint_interval = parse_duration(d.get_ref())
+                    .map_err(|m| err(d.span(), "server.checkpoint_interval".into(), m))?;
             }
             if let Some(d) = s.watch_keepalive {
                 server.watch_keepalive = parse_duration(d.get_ref())
@@ -396,6 +406,7 @@ struct RawServer {
     plan_ttl: Option<Spanned<String>>,
     watch_keepalive: Option<Spanned<String>>,
     header_read_timeout: Option<Spanned<String>>,
+    checkpoint_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,8 @@
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use std::time::Duration;
+
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Principal, Role, bearer};
@@ -15,26 +17,43 @@ use crate::names::{check_key, is_valid_name};
 use crate::state::AppState;
 use crate::trace::TraceCtx;
 
-/// Role number of `read` for [`Authed`].
-pub const READ: u8 = 0;
-/// Role number of `write` for [`Authed`].
-pub const WRITE: u8 = 1;
-/// Role number of `delete` for [`Authed`].
-pub const DELETE: u8 = 2;
-/// Role number of `admin` for [`Authed`].
-pub const ADMIN: u8 = 3;
-
-fn role_of(r: u8) -> Role {
-    match r {
-        READ => Role::Read,
-        WRITE => Role::Write,
-        DELETE => Role::Delete,
-        _ => Role::Admin,
-    }
+/// A role a route requires, as a type: `Authed<CanDelete>` in a handler's
+/// signature says which role the route needs (http-api.md, "Which role each
+/// route needs"); `Authed<AnyRole>` takes any valid token.
+pub trait RequiredRole {
+    /// The role, or None when any valid token will do.
+    const ROLE: Option<Role>;
 }
 
-/// An authenticated caller holding role `R`.
-pub struct Authed<const R: u8>(pub Principal);
+/// Requires only a valid token, whatever its roles (`GET /v1/whoami`).
+pub struct AnyRole;
+/// Requires the `read` role.
+pub struct CanRead;
+/// Requires the `write` role.
+pub struct CanWrite;
+/// Requires the `delete` role.
+pub struct CanDelete;
+/// Requires the `admin` role.
+pub struct IsAdmin;
+
+impl RequiredRole for AnyRole {
+    const ROLE: Option<Role> = None;
+}
+impl RequiredRole for CanRead {
+    const ROLE: Option<Role> = Some(Role::Read);
+}
+impl RequiredRole for CanWrite {
+    const ROLE: Option<Role> = Some(Role::Write);
+}
+impl RequiredRole for CanDelete {
+    const ROLE: Option<Role> = Some(Role::Delete);
+}
+impl RequiredRole for IsAdmin {
+    const ROLE: Option<Role> = Some(Role::Admin);
+}
+
+/// An authenticated caller holding the role `R` requires.
+pub struct Authed<R: RequiredRole>(pub Principal, std::marker::PhantomData<R>);
 
 /// Authenticates a request: 401 when the token is missing or unknown.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -61,13 +80,15 @@ pub fn authorize(p: &Principal, role: Role) -> Result<(), ApiError> {
     }
 }
 
-impl<const R: u8> FromRequestParts<AppState> for Authed<R> {
+impl<R: RequiredRole> FromRequestParts<AppState> for Authed<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let p = authenticate(state, &parts.headers)?;
-        authorize(&p, role_of(R))?;
-        Ok(Authed(p))
+        if let Some(role) = R::ROLE {
+            authorize(&p, role)?;
+        }
+        Ok(Authed(p, std::marker::PhantomData))
     }
 }
 
@@ -180,11 +201,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
 /// wrong shape.
 pub struct JsonBody<T>(pub T);
 
-/// Reads the body as bytes within the configured limit.
+/// A refused body is still read and discarded up to this many bytes past the
+/// limit, so that a client that sends its whole body before reading (curl,
+/// Python's `http.client`, Go's `net/http`) gets the 413 rather than a reset
+/// connection (nginx's lingering close). Larger bodies are cut off.
+pub const DISCARD_BYTES: u64 = 64 * 1024 * 1024;
+/// ... and for at most this long.
+pub const DISCARD_TIME: Duration = Duration::from_secs(10);
+
+/// Reads the body as bytes within the configured limit: 413 `body_too_large`
+/// above it, after discarding the rest of the body (see [`DISCARD_BYTES`]).
 pub async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    // An HTTP/1 connection whose body is refused unread must close, or a client
-    // may reuse it and hit a broken pipe; HTTP/2 streams are independent (and
-    // forbid the `Connection` header).
+    use futures_util::StreamExt;
+    // An HTTP/1 connection whose body is refused must close (its remaining
+    // bytes, if any, are not read), or a client may reuse it and hit a broken
+    // pipe; HTTP/2 streams are independent (and forbid the `Connection` header).
     let http1 = req.version() <= axum::http::Version::HTTP_11;
     let too_large = || {
         let error = ApiError::new(
@@ -199,27 +230,47 @@ pub async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, 
             error
         }
     };
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body().into_data_stream();
+    if let Some(len) = declared
         && len > limit as u64
     {
+        if len <= limit as u64 + DISCARD_BYTES {
+            discard(&mut body).await;
+        }
         return Err(too_large());
     }
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|e| {
-            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = src {
-                if s.to_string().contains("length limit exceeded") {
-                    return too_large();
-                }
-                src = s.source();
-            }
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
             ApiError::bad_request("invalid_body", format!("reading the body failed: {e}"))
-        })
+        })?;
+        if buf.len() + chunk.len() > limit {
+            discard(&mut body).await;
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+/// Reads and drops the rest of a body, up to [`DISCARD_BYTES`] and [`DISCARD_TIME`].
+async fn discard(body: &mut axum::body::BodyDataStream) {
+    use futures_util::StreamExt;
+    let _ = tokio::time::timeout(DISCARD_TIME, async {
+        let mut dropped = 0u64;
+        while let Some(Ok(chunk)) = body.next().await {
+            dropped += chunk.len() as u64;
+            if dropped > DISCARD_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Parses JSON bytes into `T` with the spec's errors.
@@ -289,16 +340,10 @@ pub fn reason(headers: &HeaderMap, required: bool) -> Result<Option<String>, Api
     };
     let text = raw.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     match text {
-        None if required => Err(ApiError::bad_request(
-            "reason_required",
-            "this operation needs a non-empty X-Reason (or X-Reason-Encoded) header",
-        )
-        .with_details(serde_json::json!({"header": "X-Reason"}))),
-        Some(t) if t.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(
-            "reason_too_long",
-            format!("the reason is longer than {MAX_REASON_CHARS} characters"),
-        )
-        .with_details(serde_json::json!({"max_chars": MAX_REASON_CHARS}))),
+        None if required => Err(crate::library_errors::reason_required()),
+        Some(t) if t.chars().count() > MAX_REASON_CHARS => {
+            Err(crate::library_errors::reason_too_long())
+        }
         other => Ok(other),
     }
 }
@@ -334,6 +379,38 @@ pub enum IfMatch {
     Any,
     /// One or more strong ETags `"<revision>"` (weak ones never match: `None`).
     Revisions(Vec<Option<u64>>),
+}
+
+impl IfMatch {
+    /// The revision a conditional write must find: a single strong tag names
+    /// it; `*` or a list of tags takes the current revision (`current()`, None
+    /// when the key is absent) if it matches. `Err(current)` when it does not.
+    pub fn pinned(
+        &self,
+        current: impl FnOnce() -> Option<safemap::Revision>,
+    ) -> Result<safemap::Revision, Option<safemap::Revision>> {
+        match self {
+            IfMatch::Revisions(tags) => {
+                let strong: Vec<u64> = tags.iter().flatten().copied().collect();
+                match strong.as_slice() {
+                    [one] => Ok(safemap::Revision::new(*one)),
+                    _ => match current() {
+                        Some(cur) if strong.contains(&cur.get()) => Ok(cur),
+                        cur => Err(cur),
+                    },
+                }
+            }
+            IfMatch::Any => current().ok_or(None),
+        }
+    }
+
+    /// Whether an entry at `revision` matches (`If-None-Match` on a read).
+    pub fn matches(&self, revision: safemap::Revision) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Revisions(tags) => tags.iter().flatten().any(|r| *r == revision.get()),
+        }
+    }
 }
 
 /// Parses an entity-tag list of `If-Match`/`If-None-Match`: `*` or `"<n>"`, `W/"<n>"`, comma separated.

@@ -24,6 +24,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod extract;
+pub mod library_errors;
 pub mod limits;
 pub mod metrics;
 pub mod names;

@@ -70,7 +70,12 @@ fn describe() {
     metrics::describe_histogram!(
         "safemap_fsync_duration_seconds",
         metrics::Unit::Seconds,
-        "duration of one durable group commit"
+        "duration of one fdatasync of the write-ahead log (one group commit)"
+    );
+    metrics::describe_histogram!(
+        "safemap_checkpoint_duration_seconds",
+        metrics::Unit::Seconds,
+        "duration of one fold of the write-ahead log into redb (background)"
     );
 }
 

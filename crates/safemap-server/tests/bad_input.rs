@@ -359,3 +359,66 @@ async fn a_refused_oversized_body_closes_the_http1_connection() {
     .await;
     assert_eq!(st, 201);
 }
+
+/// A client that sends its whole request before reading the answer (as
+/// curl, Python's `http.client` and Go's `net/http` do) gets the 413 JSON,
+/// not a reset connection: the server reads and discards the refused body
+/// before it answers and closes. With Content-Length and chunked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_sends_the_whole_oversized_body_first_reads_the_413() {
+    use std::io::{Read, Write};
+    let s = TestServer::start().await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let body = vec![b'1'; 4 * 1024 * 1024];
+    let chunked: Vec<u8> = body
+        .chunks(64 * 1024)
+        .flat_map(|c| {
+            [
+                format!("{:x}\r\n", c.len()).into_bytes(),
+                c.to_vec(),
+                b"\r\n".to_vec(),
+            ]
+        })
+        .flatten()
+        .chain(b"0\r\n\r\n".iter().copied())
+        .collect();
+    for (framing, payload) in [
+        (format!("Content-Length: {}", body.len()), body.clone()),
+        ("Transfer-Encoding: chunked".to_string(), chunked),
+    ] {
+        let head = format!(
+            "PUT /v1/maps/m/keys/big HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n",
+            s.admin
+        );
+        let addr = addr.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            c.write_all(head.as_bytes()).unwrap();
+            c.write_all(&payload)
+                .expect("the server reset the connection mid-body");
+            let mut answer = Vec::new();
+            c.read_to_end(&mut answer)
+                .expect("the server reset the connection before the answer was read");
+            String::from_utf8_lossy(&answer).to_string()
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{framing}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let v: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(v["error"]["code"], "body_too_large", "{framing}");
+    }
+    let (st, _) = sj(s
+        .admin(Method::GET, "/v1/maps/m/keys/big")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(st, 404);
+}

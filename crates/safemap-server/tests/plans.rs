@@ -73,8 +73,12 @@ async fn plan_then_execute_with_confirmation() {
     // Refusals leave the plan usable: no reason, no count, wrong count.
     let (st, v) = execute(&s, &id, Some("27"), None).await;
     assert_eq!((st, code(&v)), (400, "reason_required"));
+    // A missing X-Confirm-Count is malformed input (400), even for an unknown plan.
     let (st, v) = execute(&s, &id, None, Some("cleanup")).await;
-    assert_eq!((st, code(&v)), (412, "confirm_count_mismatch"));
+    assert_eq!((st, code(&v)), (400, "invalid_header"));
+    assert_eq!(v["error"]["details"]["header"], "X-Confirm-Count");
+    let (st, v) = execute(&s, "0123456789abcdef", None, Some("cleanup")).await;
+    assert_eq!((st, code(&v)), (400, "invalid_header"));
     let (st, v) = execute(&s, &id, Some("many"), Some("cleanup")).await;
     assert_eq!((st, code(&v)), (400, "invalid_header"));
     let (st, v) = execute(&s, &id, Some("26"), Some("cleanup")).await;
@@ -160,4 +164,79 @@ async fn bad_plans_and_unknown_plans() {
         .unwrap())
     .await;
     assert_eq!(st, 404);
+}
+
+/// A plan needs a selector, and a selector that is present is not `null`.
+#[tokio::test]
+async fn plan_bodies_without_a_real_selector_are_400() {
+    let s = TestServer::start().await;
+    let _ = s.put("orders", "o-1", json!({"status": "stale"})).await;
+    for body in [
+        json!({}),
+        json!({"where": null}),
+        json!({"prefix": null}),
+        json!({"keys": null}),
+        json!({"prefix": "o-", "where": null}),
+    ] {
+        let (st, v) = plan(&s, body.clone()).await;
+        assert_eq!((st, code(&v)), (400, "invalid_body"), "{body}");
+    }
+    let (st, _) = plan(&s, json!({"prefix": "o-"})).await;
+    assert_eq!(st, 201);
+}
+
+/// Plans outlive a restart (issue 11): a pending plan executes afterwards by
+/// its id with its confirmed count, an executed one stays gone (410), after a
+/// clean stop and after a crash (the plan then only in the log).
+#[tokio::test(flavor = "multi_thread")]
+async fn plans_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let s = TestServer::start_in(dir, CONFIG).await;
+    for i in 0..5 {
+        let _ = s
+            .put("orders", &format!("r-{i}"), json!({"status": "stale"}))
+            .await;
+    }
+    let _ = s.put("orders", "other", json!({"status": "stale"})).await;
+    let (st, pending) = plan(&s, json!({"prefix": "r-"})).await;
+    assert_eq!((st, pending["count"].as_u64()), (201, Some(5)));
+    let pending = pending["plan_id"].as_str().unwrap().to_string();
+    let (st, used) = plan(&s, json!({"keys": ["other"]})).await;
+    assert_eq!(st, 201);
+    let used = used["plan_id"].as_str().unwrap().to_string();
+    let (st, v) = execute(&s, &used, Some("1"), Some("before the restart")).await;
+    assert_eq!((st, v["deleted"].as_u64()), (200, Some(1)));
+    s.stop().await;
+
+    let s = TestServer::start_in(dir, CONFIG).await;
+    let (st, v) = execute(&s, &used, Some("1"), Some("again")).await;
+    assert_eq!((st, code(&v)), (410, "plan_gone"));
+    // Still the same plan: the wrong count is refused and does not use it up.
+    let (st, v) = execute(&s, &pending, Some("4"), Some("cleanup")).await;
+    assert_eq!((st, code(&v)), (412, "confirm_count_mismatch"));
+    let (st, v) = execute(&s, &pending, Some("5"), Some("after the restart")).await;
+    assert_eq!((st, v["deleted"].as_u64()), (200, Some(5)), "{v}");
+    for i in 0..5 {
+        assert_eq!(s.get("orders", &format!("r-{i}")).await.status(), 404);
+    }
+    let records = s.audit(&format!("plan_id={pending}")).await;
+    assert_eq!(records.len(), 5);
+    assert!(records.iter().all(|r| r["reason"] == "after the restart"));
+
+    // A crash right after the plan is acknowledged: it is in the log only.
+    let _ = s.put("orders", "late", json!({"status": "stale"})).await;
+    let (st, crashed) = plan(&s, json!({"keys": ["late"]})).await;
+    assert_eq!(st, 201);
+    let crashed = crashed["plan_id"].as_str().unwrap().to_string();
+    s.state.storage.halt_as_crash();
+    s.stop().await;
+
+    let s = TestServer::start_in(dir, CONFIG).await;
+    let (st, v) = execute(&s, &pending, Some("5"), Some("twice")).await;
+    assert_eq!((st, code(&v)), (410, "plan_gone"));
+    let (st, v) = execute(&s, &crashed, Some("1"), Some("after the crash")).await;
+    assert_eq!((st, v["deleted"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(s.get("orders", "late").await.status(), 404);
+    s.stop().await;
 }

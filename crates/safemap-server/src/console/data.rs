@@ -19,11 +19,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Authed, Q, READ};
+use crate::extract::{Authed, CanRead, Q};
 use crate::names::is_valid_name;
 use crate::routes::rfc3339;
 use crate::state::{AppState, Record};
-use crate::storage::Target;
 
 /// Most rows one query of recent deletes returns (and its default).
 pub const MAX_ROWS: usize = 500;
@@ -94,7 +93,7 @@ fn row(r: &Record, retention: Duration, now: SystemTime) -> Value {
 
 /// `GET /ui/data/deletes`: recent deletes, newest first.
 pub async fn deletes(
-    _a: Authed<READ>,
+    _a: Authed<CanRead>,
     State(st): State<AppState>,
     Q(p): Q<DeletesParams>,
 ) -> ApiResult<Response> {
@@ -154,7 +153,7 @@ pub async fn deletes(
     // Only durable records are shown (as in GET /v1/audit): never one a crash
     // could take back.
     if let Some(top) = newest.first() {
-        st.durable(Target::AuditId(top.id.get())).await?;
+        st.until_durable(&***top).await?;
     }
     let now = SystemTime::now();
     let rows: Vec<Value> = newest
@@ -170,7 +169,7 @@ pub async fn deletes(
 }
 
 /// `GET /ui/data/maps`: each map's counters, breaker and policy, by name.
-pub async fn maps(_a: Authed<READ>, State(st): State<AppState>) -> ApiResult<Response> {
+pub async fn maps(_a: Authed<CanRead>, State(st): State<AppState>) -> ApiResult<Response> {
     let maps: Vec<Value> = st
         .all_maps()
         .into_iter()

@@ -6,43 +6,37 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use safemap::{DeleteError, Expect, PutError, Revision};
+use safemap::{DeleteError, Expect};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{reason_of, set_etag};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{
-    Authed, DELETE, IfMatch, JsonBody, MapKey, MapName, Q, READ, Trace, WRITE, if_match,
+    Authed, CanDelete, CanRead, CanWrite, IfMatch, JsonBody, MapKey, MapName, Q, Trace, if_match,
     if_none_match, limit, reason,
 };
+use crate::library_errors::{already_exists, delete_error, no_key, put_error, revision_mismatch};
 use crate::names::check_key;
 use crate::state::AppState;
-use crate::storage::Target;
 
 /// Most entries in one refresh.
 pub const MAX_REFRESH_ENTRIES: usize = 1000;
 
-fn no_key(map: &str, key: &str) -> ApiError {
-    ApiError::not_found(format!("no key {key:?} in map {map:?}"))
-        .with_details(json!({"map": map, "key": key}))
-}
-
-fn mismatch(current: Option<Revision>) -> ApiError {
-    ApiError::new(
-        StatusCode::PRECONDITION_FAILED,
-        "revision_mismatch",
-        match current {
-            Some(r) => format!("If-Match does not match: the key is at revision {r}"),
-            None => "If-Match does not match: the key does not exist".to_string(),
-        },
-    )
-    .with_details(json!({"current_revision": current.map(Revision::get)}))
+/// The JSON of an entry, as GET and list show it.
+fn entry_json(key: &str, e: &safemap::Entry<Value>) -> Value {
+    json!({
+        "key": key,
+        "value": e.value(),
+        "revision": e.revision().get(),
+        "create_revision": e.create_revision().get(),
+        "version": e.version(),
+    })
 }
 
 /// `GET /v1/maps/{map}/keys/{key}`
 pub async fn get_entry(
-    _a: Authed<READ>,
+    _a: Authed<CanRead>,
     State(st): State<AppState>,
     MapKey(map, key): MapKey,
     headers: HeaderMap,
@@ -51,22 +45,10 @@ pub async fn get_entry(
     let m = st.map(&map).ok_or_else(|| no_key(&map, &key))?;
     let e = m.get(&key).ok_or_else(|| no_key(&map, &key))?;
     let rev = e.revision();
-    let not_modified = match inm {
-        Some(IfMatch::Any) => true,
-        Some(IfMatch::Revisions(rs)) => rs.iter().flatten().any(|r| *r == rev.get()),
-        None => false,
-    };
-    let mut resp = if not_modified {
+    let mut resp = if inm.is_some_and(|t| t.matches(rev)) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        Json(json!({
-            "key": key,
-            "value": e.value(),
-            "revision": rev.get(),
-            "create_revision": e.create_revision().get(),
-            "version": e.version(),
-        }))
-        .into_response()
+        Json(entry_json(&key, &e)).into_response()
     };
     set_etag(&mut resp, rev);
     Ok(resp)
@@ -74,7 +56,7 @@ pub async fn get_entry(
 
 /// `PUT /v1/maps/{map}/keys/{key}`
 pub async fn put_entry(
-    a: Authed<WRITE>,
+    a: Authed<CanWrite>,
     State(st): State<AppState>,
     Trace(trace): Trace,
     MapKey(map, key): MapKey,
@@ -99,36 +81,16 @@ pub async fn put_entry(
         (Some(_), Some(IfMatch::Any)) => {
             // Both can never hold at once: answer as RFC 9110 would (412), write nothing.
             return Err(match current() {
-                None => mismatch(None),
+                None => revision_mismatch(None),
                 Some(cur) => already_exists(cur),
             });
         }
         (None, Some(IfMatch::Any)) => Expect::Absent,
-        (Some(IfMatch::Any), None) => match current() {
-            Some(cur) => Expect::Revision(cur),
-            None => return Err(mismatch(None)),
-        },
-        (Some(IfMatch::Revisions(rs)), None) => {
-            let strong: Vec<u64> = rs.iter().flatten().copied().collect();
-            match strong.as_slice() {
-                [one] => Expect::Revision(Revision::new(*one)),
-                _ => match current() {
-                    Some(cur) if strong.contains(&cur.get()) => Expect::Revision(cur),
-                    cur => return Err(mismatch(cur)),
-                },
-            }
-        }
+        (Some(im), None) => Expect::Revision(im.pinned(current).map_err(revision_mismatch)?),
         _ => Expect::Any,
     };
-    let w = m
-        .put(key.clone(), value, expect, &why)
-        .map_err(|e| match e {
-            PutError::RevisionMismatch { current } => mismatch(current),
-            PutError::AlreadyExists { current } => already_exists(current),
-            other => ApiError::internal(other.to_string()),
-        })?;
-    st.durable(durable_target(w.audit_id(), w.revision()))
-        .await?;
+    let w = m.put(key.clone(), value, expect, &why).map_err(put_error)?;
+    st.until_durable(&w).await?;
     let status = if w.created() {
         StatusCode::CREATED
     } else {
@@ -148,26 +110,9 @@ pub async fn put_entry(
     Ok(resp)
 }
 
-fn already_exists(current: Revision) -> ApiError {
-    ApiError::new(
-        StatusCode::PRECONDITION_FAILED,
-        "already_exists",
-        format!("If-None-Match: * but the key exists at revision {current}"),
-    )
-    .with_details(json!({"current_revision": current.get()}))
-}
-
-/// What to wait for before acknowledging a write.
-pub fn durable_target(audit_id: Option<safemap::AuditId>, rev: Revision) -> Target {
-    match audit_id {
-        Some(id) => Target::AuditId(id.get()),
-        None => Target::Revision(rev.get()),
-    }
-}
-
 /// `DELETE /v1/maps/{map}/keys/{key}`
 pub async fn delete_entry(
-    a: Authed<DELETE>,
+    a: Authed<CanDelete>,
     State(st): State<AppState>,
     Trace(trace): Trace,
     MapKey(map, key): MapKey,
@@ -179,23 +124,16 @@ pub async fn delete_entry(
     st.check_writable()?;
     let why = reason_of(text, &a.0, &trace);
     let result = match im {
-        None => m.remove(&key, why),
-        Some(IfMatch::Any) => m.remove(&key, why),
-        Some(IfMatch::Revisions(rs)) => {
-            let strong: Vec<u64> = rs.iter().flatten().copied().collect();
-            match strong.as_slice() {
-                [one] => m.remove_if(&key, Revision::new(*one), why),
-                _ => match m.get(&key).map(|e| e.revision()) {
-                    None => Err(DeleteError::NotFound),
-                    Some(cur) if strong.contains(&cur.get()) => m.remove_if(&key, cur, why),
-                    Some(cur) => Err(DeleteError::RevisionMismatch { current: Some(cur) }),
-                },
-            }
-        }
+        None | Some(IfMatch::Any) => m.remove(&key, why),
+        Some(im) => match im.pinned(|| m.get(&key).map(|e| e.revision())) {
+            Ok(rev) => m.remove_if(&key, rev, why),
+            // An absent key is a 404 before it is a 412 (the spec's precedence).
+            Err(None) => Err(DeleteError::NotFound),
+            Err(current) => Err(DeleteError::RevisionMismatch { current }),
+        },
     };
     let removed = result.map_err(|e| delete_error(e, &map, &key))?;
-    st.durable(durable_target(removed.audit_id(), removed.revision()))
-        .await?;
+    st.until_durable(&removed).await?;
     let mut resp = Json(json!({
         "key": key,
         "revision": removed.revision().get(),
@@ -205,37 +143,6 @@ pub async fn delete_entry(
     .into_response();
     set_etag(&mut resp, removed.revision());
     Ok(resp)
-}
-
-/// Maps a library delete error to the API error.
-pub fn delete_error(e: DeleteError, map: &str, key: &str) -> ApiError {
-    match e {
-        DeleteError::NotFound => no_key(map, key),
-        DeleteError::RevisionMismatch { current } => mismatch(current),
-        DeleteError::Vetoed { rule } => ApiError::new(
-            StatusCode::CONFLICT,
-            "delete_vetoed",
-            format!("delete refused by deny rule {rule:?}"),
-        )
-        .with_details(json!({"rule": rule})),
-        DeleteError::BreakerOpen { retry_after } => {
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "delete_breaker_open",
-                format!("the delete breaker of map {map:?} is open; retry in {secs} s"),
-            )
-            .with_details(json!({"retry_after_seconds": secs.max(1)}))
-            .with_retry_after(secs)
-        }
-        DeleteError::ReasonRequired => {
-            ApiError::bad_request("reason_required", "a delete needs a non-empty X-Reason")
-        }
-        DeleteError::ReasonTooLong => {
-            ApiError::bad_request("reason_too_long", "X-Reason is longer than 512 characters")
-        }
-        other => ApiError::internal(other.to_string()),
-    }
 }
 
 /// Query of a list.
@@ -249,7 +156,7 @@ pub struct ListQuery {
 /// `GET /v1/maps/{map}/keys?prefix=&after=&limit=`: keys in order, `next` = last key
 /// of the page when more follow. A map that does not exist lists as empty.
 pub async fn list_entries(
-    _a: Authed<READ>,
+    _a: Authed<CanRead>,
     State(st): State<AppState>,
     MapName(map): MapName,
     Q(q): Q<ListQuery>,
@@ -284,13 +191,7 @@ pub async fn list_entries(
     for k in &keys {
         // A key removed since the scan is simply left out.
         if let Some(e) = m.get(k) {
-            items.push(json!({
-                "key": k,
-                "value": e.value(),
-                "revision": e.revision().get(),
-                "create_revision": e.create_revision().get(),
-                "version": e.version(),
-            }));
+            items.push(entry_json(k, &e));
         }
     }
     let next = if more { keys.last().cloned() } else { None };
@@ -306,7 +207,7 @@ pub struct RefreshBody {
 
 /// `POST /v1/maps/{map}/refresh`: upsert many in place; all or nothing on bad input.
 pub async fn refresh(
-    a: Authed<WRITE>,
+    a: Authed<CanWrite>,
     State(st): State<AppState>,
     Trace(trace): Trace,
     MapName(map): MapName,
@@ -332,9 +233,7 @@ pub async fn refresh(
     let why = reason_of(text, &a.0, &trace);
     let keys: Vec<String> = body.entries.keys().cloned().collect();
     let revs = m.refresh_with(body.entries, &why);
-    if let Some(max) = revs.iter().max() {
-        st.durable(Target::Revision(max.get())).await?;
-    }
+    st.until_durable(revs.as_slice()).await?;
     let mut out = serde_json::Map::new();
     for (k, r) in keys.into_iter().zip(revs) {
         out.insert(k, json!(r.get()));

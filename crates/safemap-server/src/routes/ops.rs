@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::auth::Role;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ADMIN, Authed, Q, authenticate, authorize};
+use crate::extract::{Authed, IsAdmin, Q, authenticate, authorize};
 use crate::state::AppState;
 
 /// Longest CPU profile, in seconds.
@@ -71,7 +71,7 @@ pub struct ProfileParams {
 
 /// `GET /debug/pprof/profile?seconds=N&format=pprof|flamegraph` (admin, N ≤ 60, default 10).
 pub async fn profile(
-    _a: Authed<ADMIN>,
+    _a: Authed<IsAdmin>,
     State(st): State<AppState>,
     Q(p): Q<ProfileParams>,
 ) -> ApiResult<Response> {

@@ -1,23 +1,26 @@
 //! Delete plans (two-step bulk deletion).
 //!
-//! Plans live in the library's memory: a restart forgets plans that were not
-//! executed (the client plans again; nothing was deleted).
+//! Plans live in the library's memory and in storage: a plan is answered
+//! only once it is durable, and survives a restart until it expires; an
+//! executed plan stays `plan_gone` across a restart too.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use safemap::{ExecuteError, PlanId, Selector};
-use serde::Deserialize;
+use safemap::{PlanId, Selector};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::{reason_of, rfc3339};
 use crate::config::is_json_pointer;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Authed, DELETE, JsonBody, MapName, Params, Trace, header_str, param, reason};
+use crate::extract::{
+    Authed, CanDelete, JsonBody, MapName, Params, Trace, header_str, param, reason,
+};
+use crate::library_errors::{execute_error, no_map, no_plan};
 use crate::names::check_key;
 use crate::state::AppState;
-use crate::storage::Target;
 
 /// Keys listed in a plan's `sample`.
 pub const SAMPLE_KEYS: usize = 20;
@@ -30,27 +33,27 @@ pub struct Where {
     equals: Value,
 }
 
-/// Body of `POST /v1/maps/{map}/delete-plans`.
+/// Body of `POST /v1/maps/{map}/delete-plans`. A selector may be absent,
+/// not `null` (the OpenAPI document says so too).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanBody {
+    #[serde(default, deserialize_with = "not_null")]
     prefix: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     keys: Option<Vec<String>>,
-    #[serde(rename = "where")]
+    #[serde(rename = "where", default, deserialize_with = "not_null")]
     where_: Option<Where>,
 }
 
-fn no_map(map: &str) -> ApiError {
-    ApiError::not_found(format!("no map {map:?}")).with_details(json!({"map": map}))
-}
-
-fn no_plan(plan: &str) -> ApiError {
-    ApiError::not_found(format!("no delete plan {plan:?}")).with_details(json!({"plan_id": plan}))
+/// A field that is present must hold a `T`: JSON `null` is refused.
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// `POST /v1/maps/{map}/delete-plans` → 201 with the dry run. Nothing is deleted.
 pub async fn create_plan(
-    _a: Authed<DELETE>,
+    _a: Authed<CanDelete>,
     State(st): State<AppState>,
     MapName(map): MapName,
     JsonBody(body): JsonBody<PlanBody>,
@@ -84,7 +87,9 @@ pub async fn create_plan(
         sel = sel.filter(move |_k, v: &Value| v.pointer(&pointer) == Some(&equals));
     }
     let m = st.map(&map).ok_or_else(|| no_map(&map))?;
+    st.check_writable()?;
     let plan = m.plan_remove(sel);
+    st.persist_plan(&map, &plan).await?;
     let vetoed: Vec<Value> = plan
         .vetoed()
         .iter()
@@ -106,7 +111,7 @@ pub async fn create_plan(
 
 /// `POST /v1/maps/{map}/delete-plans/{plan_id}/execute` with `X-Reason` and `X-Confirm-Count`.
 pub async fn execute_plan(
-    a: Authed<DELETE>,
+    a: Authed<CanDelete>,
     State(st): State<AppState>,
     Trace(trace): Trace,
     MapName(map): MapName,
@@ -114,58 +119,27 @@ pub async fn execute_plan(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let text = reason(&headers, true)?;
-    // A missing X-Confirm-Count cannot equal the plan's count: it is answered
-    // 412 confirm_count_mismatch (after 404/410, as the library orders them),
-    // while a malformed one is a 400.
-    let count: Option<usize> = match header_str(&headers, "x-confirm-count")? {
-        None => None,
-        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
-            ApiError::bad_request("invalid_header", "X-Confirm-Count must be an integer")
-                .with_details(json!({"header": "X-Confirm-Count"}))
-        })?),
+    // A missing X-Confirm-Count is malformed input: 400, before 404 and 412.
+    let bad_count = |why: &str| {
+        ApiError::bad_request("invalid_header", why)
+            .with_details(json!({"header": "X-Confirm-Count"}))
     };
+    let count: usize = header_str(&headers, "x-confirm-count")?
+        .ok_or_else(|| {
+            bad_count("X-Confirm-Count is required: the number of keys the plan deletes")
+        })?
+        .trim()
+        .parse()
+        .map_err(|_| bad_count("X-Confirm-Count must be an integer"))?;
     let raw = param(&params, "plan_id")?;
     let m = st.map(&map).ok_or_else(|| no_map(&map))?;
     let plan: PlanId = raw.parse().map_err(|_| no_plan(&raw))?;
     st.check_writable()?;
     let report = m
-        .execute(
-            plan,
-            count.unwrap_or(usize::MAX),
-            reason_of(text, &a.0, &trace),
-        )
-        .map_err(|e| match e {
-            ExecuteError::NotFound => no_plan(&raw),
-            ExecuteError::Gone => ApiError::new(
-                StatusCode::GONE,
-                "plan_gone",
-                "the plan expired or was already executed; plan again",
-            )
-            .with_details(json!({"plan_id": raw})),
-            ExecuteError::ConfirmCountMismatch { expected, .. } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "confirm_count_mismatch",
-                match count {
-                    Some(got) => {
-                        format!("X-Confirm-Count is {got} but the plan deletes {expected} keys")
-                    }
-                    None => format!(
-                        "X-Confirm-Count is required and must equal the plan's count ({expected})"
-                    ),
-                },
-            )
-            .with_details(json!({"expected": expected, "got": count})),
-            ExecuteError::ReasonRequired => {
-                ApiError::bad_request("reason_required", "X-Reason is required")
-            }
-            ExecuteError::ReasonTooLong => {
-                ApiError::bad_request("reason_too_long", "X-Reason is too long")
-            }
-            other => ApiError::internal(other.to_string()),
-        })?;
-    if let Some((_, last)) = report.audit_ids {
-        st.durable(Target::AuditId(last.get())).await?;
-    }
+        .execute(plan, count, reason_of(text, &a.0, &trace))
+        .map_err(|e| execute_error(e, &raw, count))?;
+    st.until_durable(&report).await?;
+    st.persist_executed(&map, plan).await?;
     let conflicts: Vec<Value> = report
         .conflicts
         .iter()

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use safemap::{AuditId, PlanId, RestoreError, RestoreReport};
 use serde::Deserialize;
@@ -10,25 +10,38 @@ use serde_json::{Value, json};
 
 use super::reason_of;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ADMIN, Authed, JsonBody, MapName, Trace, reason};
+use crate::extract::{Authed, IsAdmin, JsonBody, MapName, Trace, reason};
+use crate::library_errors::{Restoring, no_map, restore_error};
 use crate::state::AppState;
-use crate::storage::Target;
-
-fn no_map(map: &str) -> ApiError {
-    ApiError::not_found(format!("no map {map:?}")).with_details(json!({"map": map}))
-}
 
 /// Body of a restore: exactly one of `audit_id`, `plan_id`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
+    #[serde(default, deserialize_with = "integer")]
     audit_id: Option<u64>,
     plan_id: Option<String>,
 }
 
+/// A JSON integer, also when written with a fraction of zero (`5.0`): JSON
+/// Schema's `integer`, which the OpenAPI document uses.
+fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    let exact = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f))
+            .map(|f| f as u64)
+    });
+    exact.map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "audit_id {n} is not an audit id (a non-negative integer)"
+        ))
+    })
+}
+
 /// `POST /v1/maps/{map}/restore` (admin) with `X-Reason`.
 pub async fn restore(
-    a: Authed<ADMIN>,
+    a: Authed<IsAdmin>,
     State(st): State<AppState>,
     Trace(trace): Trace,
     MapName(map): MapName,
@@ -56,32 +69,12 @@ pub async fn restore(
             Err(_) => Err(RestoreError::NotFound),
         },
     };
-    let report = result.map_err(|e| match e {
-        RestoreError::NotFound => ApiError::not_found(match &which {
-            Ok(id) => format!("no delete with audit id {id} in map {map:?}"),
-            Err(p) => format!("no deletes of plan {p:?} in map {map:?}"),
-        }),
-        RestoreError::RetentionExpired => ApiError::new(
-            StatusCode::GONE,
-            "retention_expired",
-            "the deleted value is past the map's retention and can no longer be restored",
-        ),
-        RestoreError::NotADelete => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_a_delete",
-            "only deletes can be restored; this audit record is a put or restore",
-        ),
-        RestoreError::ReasonRequired => {
-            ApiError::bad_request("reason_required", "X-Reason is required")
-        }
-        RestoreError::ReasonTooLong => {
-            ApiError::bad_request("reason_too_long", "X-Reason is too long")
-        }
-        other => ApiError::internal(other.to_string()),
-    })?;
-    if let Some(max) = report.restored.iter().map(|(_, r)| *r).max() {
-        st.durable(Target::Revision(max.get())).await?;
-    }
+    let what = match &which {
+        Ok(id) => Restoring::AuditId(*id),
+        Err(p) => Restoring::Plan(p),
+    };
+    let report = result.map_err(|e| restore_error(e, what, &map))?;
+    st.until_durable(&report).await?;
     let restored: Vec<Value> = report
         .restored
         .iter()

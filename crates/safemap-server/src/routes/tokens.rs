@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::auth::{MAX_TOKENS, Role, generate_token, stored_token};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ADMIN, Authed, JsonBody, Params, param};
+use crate::extract::{Authed, IsAdmin, JsonBody, Params, param};
 use crate::names::is_valid_name;
 use crate::state::AppState;
 use crate::storage::TokenOp;
@@ -31,7 +31,7 @@ fn bad_name(name: &str) -> ApiError {
 
 /// `POST /v1/tokens` → 201 `{"name","roles","token"}`.
 pub async fn create(
-    _a: Authed<ADMIN>,
+    _a: Authed<IsAdmin>,
     State(st): State<AppState>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> ApiResult<Response> {
@@ -89,7 +89,7 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens` → `{"tokens": [{"name","roles"}]}`.
-pub async fn list(_a: Authed<ADMIN>, State(st): State<AppState>) -> ApiResult<Response> {
+pub async fn list(_a: Authed<IsAdmin>, State(st): State<AppState>) -> ApiResult<Response> {
     let tokens: Vec<_> = st
         .tokens
         .list()
@@ -105,7 +105,7 @@ pub async fn list(_a: Authed<ADMIN>, State(st): State<AppState>) -> ApiResult<Re
 /// `DELETE /v1/tokens/{name}`: revokes at once. The last admin token cannot be
 /// revoked (409 `last_admin_token`), so the server never locks its operator out.
 pub async fn revoke(
-    _a: Authed<ADMIN>,
+    _a: Authed<IsAdmin>,
     State(st): State<AppState>,
     Params(params): Params,
 ) -> ApiResult<Response> {

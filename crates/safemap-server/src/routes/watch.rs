@@ -12,18 +12,18 @@
 use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
-use safemap::{Op, Revision, WatchError};
+use safemap::{Op, Revision};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Authed, MapName, Q, READ, header_str};
+use crate::extract::{Authed, CanRead, MapName, Q, header_str};
+use crate::library_errors::{compacted, watch_error};
 use crate::state::AppState;
-use crate::storage::Target;
 
 /// Query of a watch.
 #[derive(Debug, Deserialize)]
@@ -34,7 +34,7 @@ pub struct WatchParams {
 
 /// `GET /v1/maps/{map}/watch?from_revision=&prefix=`
 pub async fn watch(
-    _a: Authed<READ>,
+    _a: Authed<CanRead>,
     State(st): State<AppState>,
     MapName(map): MapName,
     Q(p): Q<WatchParams>,
@@ -52,16 +52,6 @@ pub async fn watch(
         })?;
         from = Some(last.saturating_add(1));
     }
-    let compacted = |oldest: u64| {
-        ApiError::new(
-            StatusCode::GONE,
-            "compacted",
-            format!(
-                "events before revision {oldest} are no longer held; read the current state and watch from there"
-            ),
-        )
-        .with_details(json!({"oldest_revision": oldest}))
-    };
     if let Some(f) = from
         && st.history_floor > 0
         && f < st.history_floor
@@ -69,17 +59,14 @@ pub async fn watch(
         return Err(compacted(st.history_floor));
     }
     let m = st.map_or_create(&map)?;
-    let watcher = m.watch(from.map(Revision::new)).map_err(|e| match e {
-        WatchError::Compacted { oldest } => compacted(oldest.get()),
-        other => ApiError::internal(other.to_string()),
-    })?;
+    let watcher = m.watch(from.map(Revision::new)).map_err(watch_error)?;
     let prefix = p.prefix.unwrap_or_default();
     let shutdown = st.shutdown.clone();
-    let storage = st.storage.clone();
+    let keepalive = st.config.server.watch_keepalive;
     let events = stream::unfold(
         (watcher, shutdown, prefix, false),
         move |(mut w, mut stop, prefix, done)| {
-            let storage = storage.clone();
+            let st = st.clone();
             async move {
                 if done {
                     return None;
@@ -100,7 +87,7 @@ pub async fn watch(
                             // Only durable events are sent: a watcher never sees a
                             // write that a crash could take back.
                             let durable = tokio::select! {
-                                d = storage.wait_durable(Target::AuditId(rec.id.get())) => d,
+                                d = st.until_durable(&*rec) => d,
                                 _ = stop.changed() => return None,
                             };
                             if durable.is_err() {
@@ -138,10 +125,6 @@ pub async fn watch(
         },
     );
     Ok(Sse::new(events)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(st.config.server.watch_keepalive)
-                .text("keep-alive"),
-        )
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
         .into_response())
 }

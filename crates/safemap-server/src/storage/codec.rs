@@ -6,8 +6,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Version of the row encoding, stored in `meta.format`.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version of the on-disk format, stored in `meta.format`: 1 was redb alone,
+/// 2 adds the write-ahead log (rows unchanged), 3 adds delete plans (the
+/// `plans` table and log records of kind 4). A server refuses a database of a
+/// newer format rather than ignore what it cannot read.
+pub const FORMAT_VERSION: u64 = 3;
 
 /// A live entry, the row of the `entries` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +101,39 @@ pub struct StoredToken {
     pub sha256: String,
 }
 
+/// A delete plan, the row of the `plans` table (key: its id), so that a plan
+/// outlives a restart until it expires.
+///
+/// A pending plan holds its keys; an executed one holds none, and its
+/// `expires_at_ms` is the moment it was executed. Either answers `plan_gone`
+/// once past `expires_at_ms`, and its row is forgotten [`PLAN_ROW_KEPT_MS`]
+/// later (then the plan is unknown: 404).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredPlan {
+    /// Plan id, 16 lowercase hex digits (also the row key).
+    pub id: String,
+    /// Map the plan deletes from.
+    pub map: String,
+    /// Each planned key with the revision it is pinned at, in key order.
+    pub keys: Vec<(String, u64)>,
+    /// Until when the plan can be executed, milliseconds since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Executed (used up): `keys` is empty.
+    pub executed: bool,
+}
+
+/// How long a plan's row is kept past `expires_at_ms`: as long as the library
+/// remembers a used or expired plan (answering `plan_gone`, not `not_found`).
+pub const PLAN_ROW_KEPT_MS: u64 = 24 * 3600 * 1000;
+
+impl StoredPlan {
+    /// Whether the row may be forgotten at `now_ms`.
+    pub fn forgotten_at(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.saturating_add(PLAN_ROW_KEPT_MS) < now_ms
+    }
+}
+
 /// Encodes a row.
 pub fn encode<T: Serialize>(row: &T) -> Vec<u8> {
     // Serialising these plain structs (strings, integers, JSON values) cannot fail.
@@ -146,6 +182,15 @@ mod tests {
 
     proptest! {
         #[test]
+        fn plans_round_trip(keys in prop::collection::vec((".{1,16}", any::<u64>()), 0..8),
+                            expires_at_ms in any::<u64>(), executed in any::<bool>()) {
+            let p = StoredPlan { id: "00ff00ff00ff00ff".into(), map: "m".into(), keys,
+                                 expires_at_ms, executed };
+            let back: StoredPlan = decode(&encode(&p)).unwrap();
+            prop_assert_eq!(back, p);
+        }
+
+        #[test]
         fn records_round_trip(r in arb_record()) {
             let back: StoredRecord = decode(&encode(&r)).unwrap();
             prop_assert_eq!(back, r);
@@ -156,6 +201,7 @@ mod tests {
             let _ = decode::<StoredRecord>(&bytes);
             let _ = decode::<StoredEntry>(&bytes);
             let _ = decode::<StoredToken>(&bytes);
+            let _ = decode::<StoredPlan>(&bytes);
         }
 
         #[test]

@@ -1,51 +1,81 @@
-//! Durable storage: one redb file, one writer thread with group commit, recovery on start.
+//! Durable storage: a write-ahead log with group commit as the durability
+//! point, redb as the checkpoint the log is folded into in the background.
 //!
 //! The on-disk layout is described in `crates/safemap-server/STORAGE.md`.
-//! In short: `<data-dir>/safemap.redb` holds four tables,
-//! `entries` ((map, key) → [`StoredEntry`] JSON), `audit` (audit id → [`StoredRecord`] JSON),
-//! `tokens` (name → [`StoredToken`] JSON) and `meta` (name → u64:
-//! `last_revision`, `last_audit_id`, `clean_shutdown`, `format`).
+//! In short: `<data-dir>/wal/` holds log segments of checksummed records
+//! ([`wal`]); `<data-dir>/safemap.redb` holds five tables, `entries`
+//! ((map, key) → [`StoredEntry`] JSON), `audit` (audit id → [`StoredRecord`]
+//! JSON), `tokens` (name → [`StoredToken`] JSON), `plans` (plan id →
+//! [`StoredPlan`] JSON) and `meta` (name → u64:
+//! `last_revision`, `last_audit_id`, `checkpoint_lsn`, `clean_shutdown`,
+//! `format`). Threads: the log writer (`writer`) and the checkpointer
+//! (`checkpoint`); recovery (`recovery`) runs before both.
 //!
 //! Visibility versus durability: the library makes a write visible to readers
 //! the moment it is applied in memory; the record then travels to the writer
-//! thread and is committed with the next batch. A value may thus be readable
+//! thread and is written with the next batch. A value may thus be readable
 //! shortly before it is durable (as with Redis), but the HTTP layer never
 //! acknowledges a write before [`Storage::wait_durable`] says it is on disk.
 
+mod checkpoint;
 pub mod codec;
+mod recovery;
+mod tables;
+pub mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::Database;
 use tokio::sync::{oneshot, watch};
 
-pub use codec::{StoredEntry, StoredOp, StoredRecord, StoredToken};
+pub use codec::{StoredEntry, StoredOp, StoredPlan, StoredRecord, StoredToken};
 pub use writer::{Msg, Persist, TokenOp, now_ms};
-
-pub(crate) const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("entries");
-pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Default redb page cache (64 MiB; redb's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Default interval between folds of the log into redb.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Batches that may wait for the checkpointer before the log writer waits too.
+const FOLD_QUEUE: usize = 1024;
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "safemap.redb";
 
-/// What the writer has made durable so far.
+/// Settings of the storage.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// redb page cache in bytes.
+    pub cache_bytes: usize,
+    /// How often the log is folded into redb (also when 65 536 records wait).
+    pub checkpoint_interval: Duration,
+    /// A log segment is sealed, and a new one started, at this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            segment_bytes: wal::SEGMENT_BYTES,
+        }
+    }
+}
+
+/// What the log has made durable so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Durable {
     /// Highest audit id on disk.
     pub audit_id: u64,
     /// Highest revision on disk.
     pub revision: u64,
-    /// A commit failed: nothing more will become durable.
+    /// A write or a fold failed: nothing more will become durable.
     pub failed: bool,
 }
 
@@ -58,7 +88,7 @@ pub enum Target {
     Revision(u64),
 }
 
-/// The durable commit failed; the write must not be acknowledged.
+/// The durable write failed; the write must not be acknowledged.
 #[derive(Debug, Clone, Copy)]
 pub struct StorageUnavailable;
 
@@ -86,7 +116,9 @@ pub struct Recovered {
     pub records: Vec<StoredRecord>,
     /// Tokens.
     pub tokens: Vec<StoredToken>,
-    /// Highest revision ever made durable.
+    /// Delete plans, pending or executed, whose rows are not yet forgotten.
+    pub plans: Vec<StoredPlan>,
+    /// Highest revision ever made durable (plus the skip after a crash).
     pub last_revision: u64,
     /// Highest audit id ever made durable.
     pub last_audit_id: u64,
@@ -94,6 +126,10 @@ pub struct Recovered {
     pub unclean: bool,
     /// redb had to repair the file (an interrupted commit was rolled back).
     pub repaired: bool,
+    /// Log records past the checkpoint that were folded at start.
+    pub log_records_replayed: usize,
+    /// The torn tail dropped from the log, described (file, byte, reason).
+    pub torn_tail: Option<String>,
     /// Rows that could not be decoded and were skipped (logged one by one).
     pub skipped_rows: usize,
     /// The data directory was new (no database file existed).
@@ -122,39 +158,32 @@ struct Inner {
     durable: watch::Receiver<Durable>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
-    fail_next: Arc<std::sync::atomic::AtomicBool>,
+    fail_next: Arc<AtomicBool>,
 }
 
 impl Storage {
-    /// Opens (or creates) the database in `dir`, recovers it and starts the writer.
-    /// Audit rows older than `retention` are not loaded.
+    /// Opens (or creates) the storage in `dir`, recovers it and starts its
+    /// threads. Audit rows older than `retention` are not loaded.
     pub fn open(dir: &Path, retention: Duration) -> Result<(Storage, Recovered), StorageError> {
-        Self::open_with(dir, retention, DEFAULT_CACHE_BYTES)
+        Self::open_with(dir, retention, Options::default())
     }
 
-    /// As [`Storage::open`], with a page cache of `cache_bytes`.
+    /// As [`Storage::open`], with `options`.
     pub fn open_with(
         dir: &Path,
         retention: Duration,
-        cache_bytes: usize,
+        options: Options,
     ) -> Result<(Storage, Recovered), StorageError> {
-        if !dir.exists() {
-            // A new data directory is private to the server's user (0700).
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(se("creating the data directory"))?;
-        }
+        create_private_dir(dir, "the data directory")?;
         let path = dir.join(DB_FILE);
         let fresh = !path.exists();
-        let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let repaired = Arc::new(AtomicBool::new(false));
         let flag = repaired.clone();
         let db = Database::builder()
-            .set_cache_size(cache_bytes)
+            .set_cache_size(options.cache_bytes)
             .set_repair_callback(move |s| {
-                if !flag.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                // Relaxed: the flag is read after `create` returns, on this thread.
+                if !flag.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         "database was not closed cleanly; redb is repairing it (an interrupted commit, if any, is rolled back)"
                     );
@@ -164,37 +193,80 @@ impl Storage {
             .create(&path)
             .map_err(se("opening the database"))?;
         let db = Arc::new(db);
-        let mut rec = Self::recover(&db, retention)?;
-        rec.fresh = fresh;
-        rec.repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
-        if rec.unclean && rec.last_revision > 0 {
-            rec.skipped_revisions = REVISION_SKIP_AFTER_CRASH;
-            rec.last_revision += REVISION_SKIP_AFTER_CRASH;
+        let wal_dir = dir.join(wal::DIR);
+        create_private_dir(&wal_dir, "the log directory")?;
+
+        // Recovery: fold the log past the checkpoint into redb, skip revisions
+        // after a crash, mark the database in use, then read the tables.
+        let stored = recovery::read_meta(&db)?;
+        let (logged, torn_tail) = recovery::read_log(&wal_dir, stored.meta.checkpoint_lsn)?;
+        if let Some(t) = &torn_tail {
+            tracing::warn!(
+                "the log ends in a torn tail (an interrupted write, never acknowledged); recovered to the last good record: {t}"
+            );
         }
+        let unclean = !stored.clean_shutdown;
+        let skip = if unclean {
+            REVISION_SKIP_AFTER_CRASH
+        } else {
+            0
+        };
+        let meta = recovery::fold_and_mark_in_use(&db, &logged, stored.meta, skip)?;
+        let mut rec = recovery::read_tables(&db, retention)?;
+        rec.fresh = fresh;
+        // Relaxed: set (if at all) by redb's callback on this thread during `create`.
+        rec.repaired = repaired.load(Ordering::Relaxed);
+        rec.unclean = unclean;
+        rec.log_records_replayed = logged.len();
+        rec.torn_tail = torn_tail;
+        if unclean && meta.last_revision > 0 {
+            rec.skipped_revisions = skip;
+        }
+        drop(logged);
+
+        // Everything in the log is in redb now: start an empty log after it.
+        for (_, old) in wal::list_segments(&wal_dir)? {
+            std::fs::remove_file(&old)
+                .map_err(|e| StorageError(format!("removing {}: {e}", old.display())))?;
+        }
+        let file = wal::create_segment(&wal_dir, meta.checkpoint_lsn + 1)?;
+
         let state = Durable {
             audit_id: rec.last_audit_id,
             revision: rec.last_revision,
             failed: false,
         };
-        // Mark the database as in use (clean_shutdown = 0) before serving.
-        {
-            let txn = db.begin_write().map_err(se("starting"))?;
-            txn.open_table(ENTRIES).map_err(se("creating tables"))?;
-            txn.open_table(AUDIT).map_err(se("creating tables"))?;
-            txn.open_table(TOKENS).map_err(se("creating tables"))?;
-            writer::write_meta(&txn, &state, false).map_err(se("writing meta"))?;
-            txn.commit().map_err(se("committing"))?;
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
         let (dtx, drx) = watch::channel(state);
-        let fail_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let w = writer::Writer {
-            fail_next: fail_next.clone(),
+        let dtx = Arc::new(dtx);
+        let (fold_tx, fold_rx) = std::sync::mpsc::sync_channel(FOLD_QUEUE);
+        let checkpointer = checkpoint::Checkpointer {
             db,
+            rx: fold_rx,
+            durable: dtx.clone(),
+            meta,
+            interval: options.checkpoint_interval,
+            retention,
+        };
+        let checkpointer = std::thread::Builder::new()
+            .name("safemap-checkpoint".into())
+            .spawn(move || checkpointer.run())
+            .map_err(se("starting the checkpointer thread"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let fail_next = Arc::new(AtomicBool::new(false));
+        let w = writer::Writer {
             rx,
             durable: dtx,
-            retention,
-            state,
+            segment: writer::Segment {
+                path: wal::segment_path(&wal_dir, meta.checkpoint_lsn + 1),
+                dir: wal_dir,
+                file,
+                len: wal::MAGIC.len() as u64,
+                max_len: options.segment_bytes,
+            },
+            next_lsn: meta.checkpoint_lsn + 1,
+            fold: fold_tx,
+            checkpointer,
+            fail_next: fail_next.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("safemap-storage".into())
@@ -212,96 +284,6 @@ impl Storage {
             },
             rec,
         ))
-    }
-
-    fn recover(db: &Database, retention: Duration) -> Result<Recovered, StorageError> {
-        let mut rec = Recovered::default();
-        let txn = db.begin_read().map_err(se("reading"))?;
-        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
-        let mut max_rev = 0u64;
-        let mut max_id = 0u64;
-        match txn.open_table(META) {
-            Ok(meta) => {
-                let get = |k: &str| -> Result<Option<u64>, StorageError> {
-                    Ok(meta.get(k).map_err(se("reading meta"))?.map(|v| v.value()))
-                };
-                max_rev = get("last_revision")?.unwrap_or(0);
-                max_id = get("last_audit_id")?.unwrap_or(0);
-                rec.unclean = get("clean_shutdown")? == Some(0);
-                if let Some(f) = get("format")?
-                    && f > codec::FORMAT_VERSION
-                {
-                    return Err(StorageError(format!(
-                        "the database was written by a newer safemap (format {f}, this one reads {})",
-                        codec::FORMAT_VERSION
-                    )));
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(se("opening meta")(e)),
-        }
-        match txn.open_table(ENTRIES) {
-            Ok(t) => {
-                for row in t.iter().map_err(se("reading entries"))? {
-                    let (k, v) = row.map_err(se("reading entries"))?;
-                    let (map, key) = k.value();
-                    match codec::decode::<StoredEntry>(v.value()) {
-                        Ok(e) => {
-                            max_rev = max_rev.max(e.revision);
-                            rec.entries.push((map.to_string(), key.to_string(), e));
-                        }
-                        Err(why) => {
-                            rec.skipped_rows += 1;
-                            tracing::error!(map, key, %why, "skipping an unreadable entry row");
-                        }
-                    }
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(se("opening entries")(e)),
-        }
-        match txn.open_table(AUDIT) {
-            Ok(t) => {
-                for row in t.iter().map_err(se("reading audit"))? {
-                    let (k, v) = row.map_err(se("reading audit"))?;
-                    let id = k.value();
-                    max_id = max_id.max(id);
-                    match codec::decode::<StoredRecord>(v.value()) {
-                        Ok(r) => {
-                            max_rev = max_rev.max(r.revision);
-                            if r.at_ms >= cutoff {
-                                rec.records.push(r);
-                            }
-                        }
-                        Err(why) => {
-                            rec.skipped_rows += 1;
-                            tracing::error!(id, %why, "skipping an unreadable audit row");
-                        }
-                    }
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(se("opening audit")(e)),
-        }
-        match txn.open_table(TOKENS) {
-            Ok(t) => {
-                for row in t.iter().map_err(se("reading tokens"))? {
-                    let (k, v) = row.map_err(se("reading tokens"))?;
-                    match codec::decode::<StoredToken>(v.value()) {
-                        Ok(tok) => rec.tokens.push(tok),
-                        Err(why) => {
-                            rec.skipped_rows += 1;
-                            tracing::error!(name = k.value(), %why, "skipping an unreadable token row");
-                        }
-                    }
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(se("opening tokens")(e)),
-        }
-        rec.last_revision = max_rev;
-        rec.last_audit_id = max_id;
-        Ok(rec)
     }
 
     /// Queues an audit record for the next group commit. Never blocks.
@@ -333,7 +315,7 @@ impl Storage {
         *self.inner.durable.borrow()
     }
 
-    /// Whether the writer failed (writes are refused), or is gone.
+    /// Whether the storage failed (writes are refused), or is gone.
     pub fn is_failed(&self) -> bool {
         self.inner.durable.borrow().failed || self.inner.durable.has_changed().is_err()
     }
@@ -341,20 +323,44 @@ impl Storage {
     /// Applies a token change durably.
     pub async fn token(&self, op: TokenOp) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
+        self.send_acked(Msg::Token(op, tx), rx).await
+    }
+
+    /// Writes a delete plan's row (created or executed) durably. Queued after
+    /// every record already sent, so it is durable only once they are too.
+    pub async fn plan(&self, plan: StoredPlan) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.send_acked(Msg::Plan(plan, tx), rx).await
+    }
+
+    async fn send_acked(
+        &self,
+        msg: Msg,
+        rx: oneshot::Receiver<Result<(), String>>,
+    ) -> Result<(), String> {
         self.inner
             .tx
-            .send(Msg::Token(op, tx))
+            .send(msg)
             .map_err(|_| "storage is shut down".to_string())?;
         rx.await.map_err(|_| "storage writer stopped".to_string())?
     }
 
-    /// Fault injection for tests: the next durable commit fails as an fsync
+    /// Fault injection for tests: the next durable write fails as an fsync
     /// error would, which puts the storage in the failed state for good.
     #[doc(hidden)]
     pub fn inject_commit_failure(&self) {
-        self.inner
-            .fail_next
-            .store(true, std::sync::atomic::Ordering::Release);
+        // Release pairs with the writer's AcqRel swap: the flag is seen by
+        // the next batch the writer takes after this call.
+        self.inner.fail_next.store(true, Ordering::Release);
+    }
+
+    /// Stops as a crash right after the last durable write would (tests of
+    /// recovery): nothing more is folded, the shutdown is not marked clean.
+    /// Blocks until the threads have finished.
+    #[doc(hidden)]
+    pub fn halt_as_crash(&self) {
+        let _ = self.inner.tx.send(Msg::Halt);
+        self.join();
     }
 
     /// Path of the database file.
@@ -362,10 +368,14 @@ impl Storage {
         &self.inner.path
     }
 
-    /// Commits what is queued, marks a clean shutdown and stops the writer.
-    /// Blocks until the writer thread has finished.
+    /// Writes what is queued, folds the log into redb, marks a clean
+    /// shutdown and stops both threads. Blocks until they have finished.
     pub fn close(&self) {
         let _ = self.inner.tx.send(Msg::Shutdown);
+        self.join();
+    }
+
+    fn join(&self) {
         let handle = self
             .inner
             .thread
@@ -376,6 +386,19 @@ impl Storage {
             let _ = h.join();
         }
     }
+}
+
+/// Creates `dir` (mode 0700: private to the server's user) if it is missing.
+fn create_private_dir(dir: &Path, what: &str) -> Result<(), StorageError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StorageError(format!("creating {what} {}: {e}", dir.display())))
 }
 
 #[cfg(test)]
@@ -450,6 +473,68 @@ mod tests {
             }
         };
         assert_eq!(r.last_revision, 13 + 2 * REVISION_SKIP_AFTER_CRASH);
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn plan(id: &str, expires_at_ms: u64, executed: bool) -> StoredPlan {
+        StoredPlan {
+            id: id.into(),
+            map: "orders".into(),
+            keys: if executed {
+                vec![]
+            } else {
+                vec![("o-1".into(), 7), ("o-2".into(), 9)]
+            },
+            expires_at_ms,
+            executed,
+        }
+    }
+
+    #[tokio::test]
+    async fn plans_outlive_a_crash_and_are_forgotten_a_day_after_they_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let week = Duration::from_secs(7 * 86400);
+        let (s, _) = Storage::open(dir.path(), week).unwrap();
+        let later = now_ms() + 3_600_000;
+        s.plan(plan("00000000000000a1", later, false))
+            .await
+            .unwrap();
+        s.plan(plan("00000000000000a2", later, false))
+            .await
+            .unwrap();
+        s.plan(plan("00000000000000a2", now_ms(), true))
+            .await
+            .unwrap();
+        let long_ago = now_ms() - codec::PLAN_ROW_KEPT_MS - 1000;
+        s.plan(plan("00000000000000a3", long_ago, false))
+            .await
+            .unwrap();
+        // Acknowledged rows are in the log; the crash leaves them to recovery.
+        s.halt_as_crash();
+        drop(s);
+        let (s, r) = Storage::open(dir.path(), week).unwrap();
+        let mut plans = r.plans;
+        plans.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(
+            plans,
+            vec![
+                plan("00000000000000a1", later, false),
+                StoredPlan {
+                    expires_at_ms: plans[1].expires_at_ms,
+                    ..plan("00000000000000a2", 0, true)
+                },
+            ]
+        );
+        // And from redb after a clean shutdown.
+        s.close();
+        drop(s);
+        let (_s, r) = Storage::open(dir.path(), week).unwrap();
+        assert_eq!(r.plans.len(), 2);
     }
 }
 

@@ -1,32 +1,39 @@
-//! The single storage writer thread: group commit.
+//! The log writer thread: group commit into the write-ahead log.
 //!
 //! Every durable change reaches this thread through one unbounded channel:
 //! audit records (sent by the journal sink under the library's write lock, so
-//! in audit-id order) and token changes. The thread blocks for the first
+//! in audit-id order), token changes and delete plans. The thread blocks for the first
 //! message, drains whatever else is queued (at most [`MAX_BATCH`] messages),
-//! applies all of it in ONE redb write transaction with immediate durability
-//! (one fsync), and only then publishes the highest durable audit id and
-//! revision on a `tokio::sync::watch`. Handlers wait on that watch before they
-//! answer 2xx, so concurrent writers share fsyncs and nothing is acknowledged
-//! before it is on disk.
+//! frames all of it into one buffer, writes it with ONE `write` and makes it
+//! durable with ONE `fdatasync`, and only then publishes the highest durable
+//! audit id and revision on a `tokio::sync::watch`. Handlers wait on that
+//! watch before they answer 2xx, so concurrent writers share fsyncs and
+//! nothing is acknowledged before it is on disk. The batch then goes to the
+//! checkpointer, which folds it into redb in the background.
 //!
-//! If a commit fails, the writer publishes `failed = true`, logs the error and
-//! stops committing: readiness turns 503 and every write is answered 503
-//! `storage_unavailable` until the process is restarted.
+//! If a write or sync fails, the writer publishes `failed = true`, logs the
+//! error and stops writing: readiness turns 503 and every write is answered
+//! 503 `storage_unavailable` until the process is restarted.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::{oneshot, watch};
 
-use super::codec::{StoredEntry, StoredOp, StoredRecord, StoredToken, encode};
-use super::{AUDIT, Durable, ENTRIES, META, TOKENS};
+use super::checkpoint::Fold;
+use super::codec::{StoredPlan, StoredRecord, StoredToken};
+use super::tables::Logged;
+use super::wal::{self, Entry, frame};
+use super::{Durable, StorageError};
 
-/// Most messages applied in one transaction.
+/// Most messages written in one batch.
 pub const MAX_BATCH: usize = 8192;
-/// How often old audit rows (past retention) are pruned from disk.
-pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Something that becomes an audit row. Conversion happens on the writer
 /// thread, outside the library's write lock.
@@ -54,34 +61,48 @@ pub enum TokenOp {
 pub enum Msg {
     /// An audit record to persist (and apply to the entries table).
     Record(Box<dyn Persist>),
-    /// A token change, acknowledged after its commit.
+    /// A token change, acknowledged once durable.
     Token(TokenOp, oneshot::Sender<Result<(), String>>),
-    /// Commit what is queued, mark the database cleanly closed and stop.
+    /// A delete plan's row, acknowledged once durable.
+    Plan(StoredPlan, oneshot::Sender<Result<(), String>>),
+    /// Write what is queued, have the checkpointer fold everything and mark
+    /// a clean shutdown, and stop.
     Shutdown,
+    /// Write what is queued and stop as a crash would: nothing more is
+    /// folded and the shutdown is not marked clean (tests of recovery).
+    Halt,
+}
+
+/// The open segment being appended to.
+pub(crate) struct Segment {
+    pub dir: PathBuf,
+    pub file: File,
+    pub path: PathBuf,
+    pub len: u64,
+    /// Sealed at this size.
+    pub max_len: u64,
 }
 
 pub(crate) struct Writer {
-    pub db: std::sync::Arc<Database>,
     pub rx: Receiver<Msg>,
-    pub durable: watch::Sender<Durable>,
-    pub retention: Duration,
-    pub state: Durable,
-    /// Fault injection (tests): the next commit fails as an fsync error would.
-    pub fail_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub durable: Arc<watch::Sender<Durable>>,
+    pub segment: Segment,
+    /// Lsn of the next record written.
+    pub next_lsn: u64,
+    pub fold: SyncSender<Fold>,
+    pub checkpointer: JoinHandle<()>,
+    /// Fault injection (tests): the next sync fails as an fsync error would.
+    pub fail_next: Arc<AtomicBool>,
 }
 
 impl Writer {
     pub(crate) fn run(mut self) {
-        let mut last_prune = Instant::now();
+        let mut buf = Vec::new();
         loop {
-            let first = match self.rx.recv_timeout(PRUNE_EVERY) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.prune();
-                    last_prune = Instant::now();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
+            let Ok(first) = self.rx.recv() else {
+                // Every sender is gone without a Shutdown (the handle was
+                // dropped): stop as a crash would, leaving the log to recovery.
+                return self.halt();
             };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -91,170 +112,135 @@ impl Writer {
                 }
             }
             let shutdown = batch.iter().any(|m| matches!(m, Msg::Shutdown));
-            self.commit(batch, shutdown);
-            if shutdown {
-                return;
+            let halt = batch.iter().any(|m| matches!(m, Msg::Halt));
+            self.append(batch, &mut buf);
+            if halt {
+                return self.halt();
             }
-            if last_prune.elapsed() >= PRUNE_EVERY {
-                self.prune();
-                last_prune = Instant::now();
+            if shutdown {
+                let clean = !self.durable.borrow().failed;
+                let _ = self.fold.send(Fold::Close { clean });
+                drop(self.fold);
+                let _ = self.checkpointer.join();
+                return;
             }
         }
     }
 
-    fn commit(&mut self, batch: Vec<Msg>, clean_close: bool) {
+    /// Stops both threads, leaving what the checkpoint lacks to the log.
+    fn halt(self) {
+        drop(self.fold);
+        let _ = self.checkpointer.join();
+    }
+
+    /// Frames, writes and syncs one batch, then acknowledges it.
+    fn append(&mut self, batch: Vec<Msg>, buf: &mut Vec<u8>) {
         let mut acks = Vec::new();
-        if self.state.failed {
+        if self.durable.borrow().failed {
             for m in batch {
-                if let Msg::Token(_, ack) = m {
+                if let Msg::Token(_, ack) | Msg::Plan(_, ack) = m {
                     let _ = ack.send(Err("storage failed earlier; restart the server".into()));
                 }
             }
             return;
         }
-        let mut next = self.state;
-        let mut records = 0u64;
-        let result = (|| -> Result<(), redb::Error> {
-            let txn = self.db.begin_write()?;
-            {
-                let mut audit = txn.open_table(AUDIT)?;
-                let mut entries = txn.open_table(ENTRIES)?;
-                let mut tokens = txn.open_table(TOKENS)?;
-                for m in batch {
-                    match m {
-                        Msg::Record(r) => {
-                            let r = r.to_stored();
-                            apply_record(&mut audit, &mut entries, &r)?;
-                            next.audit_id = next.audit_id.max(r.id);
-                            next.revision = next.revision.max(r.revision);
-                            records += 1;
-                        }
-                        Msg::Token(op, ack) => {
-                            match &op {
-                                TokenOp::Put(t) => {
-                                    tokens.insert(t.name.as_str(), encode(t).as_slice())?;
-                                }
-                                TokenOp::Remove(name) => {
-                                    tokens.remove(name.as_str())?;
-                                }
-                            }
-                            acks.push(ack);
-                        }
-                        Msg::Shutdown => {}
+        buf.clear();
+        let mut logged = Vec::with_capacity(batch.len());
+        let (mut audit_id, mut revision) = (0, 0);
+        for m in batch {
+            let entry = match m {
+                Msg::Record(r) => {
+                    let r = r.to_stored();
+                    audit_id = audit_id.max(r.id);
+                    revision = revision.max(r.revision);
+                    Entry::Record(r)
+                }
+                Msg::Token(op, ack) => {
+                    acks.push(ack);
+                    match op {
+                        TokenOp::Put(t) => Entry::TokenPut(t),
+                        TokenOp::Remove(name) => Entry::TokenRemove(name),
                     }
                 }
-            }
-            write_meta(&txn, &next, clean_close)?;
-            if self
-                .fail_next
-                .swap(false, std::sync::atomic::Ordering::AcqRel)
-            {
-                txn.abort()?;
-                return Err(redb::Error::Io(std::io::Error::other(
-                    "injected fsync failure",
-                )));
-            }
-            let started = Instant::now();
-            txn.commit()?;
-            metrics::histogram!("safemap_fsync_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.state = next;
-                metrics::counter!("safemap_audit_records_total").increment(records);
-                self.durable.send_replace(next);
-                for ack in acks {
-                    let _ = ack.send(Ok(()));
+                Msg::Plan(plan, ack) => {
+                    acks.push(ack);
+                    Entry::Plan(plan)
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "durable commit failed; refusing writes from now on");
-                self.state.failed = true;
-                self.durable.send_replace(self.state);
-                for ack in acks {
-                    let _ = ack.send(Err(format!("durable commit failed: {e}")));
-                }
-            }
+                Msg::Shutdown | Msg::Halt => continue,
+            };
+            let payload = entry.payload();
+            let lsn = self.next_lsn;
+            self.next_lsn += 1;
+            frame::encode(lsn, entry.kind(), &payload, buf);
+            logged.push(Logged {
+                lsn,
+                entry,
+                payload,
+            });
         }
-    }
-
-    /// Removes audit rows older than the retention (ids grow with time, so it
-    /// stops at the first younger row).
-    fn prune(&mut self) {
-        if self.state.failed {
+        if logged.is_empty() {
             return;
         }
-        let cutoff = now_ms().saturating_sub(self.retention.as_millis() as u64);
-        let result = (|| -> Result<usize, redb::Error> {
-            let txn = self.db.begin_write()?;
-            let mut n = 0;
-            {
-                let mut audit = txn.open_table(AUDIT)?;
-                let mut old = Vec::new();
-                for row in audit.iter()? {
-                    let (k, v) = row?;
-                    let at = super::codec::decode::<StoredRecord>(v.value())
-                        .map(|r| r.at_ms)
-                        .unwrap_or(0);
-                    if at >= cutoff || old.len() >= 100_000 {
-                        break;
-                    }
-                    old.push(k.value());
-                }
-                for id in old {
-                    audit.remove(id)?;
-                    n += 1;
-                }
+        let records = logged
+            .iter()
+            .filter(|l| matches!(l.entry, Entry::Record(_)))
+            .count() as u64;
+        if let Err(e) = self.write_and_sync(buf) {
+            tracing::error!(error = %e, path = %self.segment.path.display(), "writing the log failed; refusing writes from now on");
+            self.durable.send_modify(|d| d.failed = true);
+            for ack in acks {
+                let _ = ack.send(Err(format!("durable write failed: {e}")));
             }
-            txn.commit()?;
-            Ok(n)
-        })();
-        match result {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "pruned audit records past retention"),
-            Err(e) => tracing::warn!(error = %e, "pruning audit records failed"),
+            return;
+        }
+        self.durable.send_modify(|d| {
+            d.audit_id = d.audit_id.max(audit_id);
+            d.revision = d.revision.max(revision);
+        });
+        metrics::counter!("safemap_audit_records_total").increment(records);
+        for ack in acks {
+            let _ = ack.send(Ok(()));
+        }
+        self.segment.len += buf.len() as u64;
+        // The checkpointer applies back-pressure here when it falls behind.
+        if self.fold.send(Fold::Batch(logged)).is_err() {
+            tracing::error!("the checkpointer stopped; refusing writes from now on");
+            self.durable.send_modify(|d| d.failed = true);
+            return;
+        }
+        if self.segment.len >= self.segment.max_len
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!(error = %e, "starting a new log segment failed; refusing writes from now on");
+            self.durable.send_modify(|d| d.failed = true);
         }
     }
-}
 
-fn apply_record(
-    audit: &mut redb::Table<'_, u64, &'static [u8]>,
-    entries: &mut redb::Table<'_, (&'static str, &'static str), &'static [u8]>,
-    r: &StoredRecord,
-) -> Result<(), redb::Error> {
-    audit.insert(r.id, encode(r).as_slice())?;
-    match r.op {
-        StoredOp::Put | StoredOp::Restore => {
-            let e = StoredEntry {
-                value: r.value.clone().unwrap_or(serde_json::Value::Null),
-                revision: r.revision,
-                create_revision: r.create_revision,
-                version: r.version,
-            };
-            entries.insert((r.map.as_str(), r.key.as_str()), encode(&e).as_slice())?;
+    fn write_and_sync(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.fail_next.swap(false, Ordering::AcqRel) {
+            return Err(std::io::Error::other("injected fsync failure"));
         }
-        StoredOp::Delete => {
-            entries.remove((r.map.as_str(), r.key.as_str()))?;
-        }
+        self.segment.file.write_all(buf)?;
+        let started = Instant::now();
+        self.segment.file.sync_data()?;
+        metrics::histogram!("safemap_fsync_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
     }
-    Ok(())
-}
 
-pub(crate) fn write_meta(
-    txn: &WriteTransaction,
-    d: &Durable,
-    clean: bool,
-) -> Result<(), redb::Error> {
-    let mut meta = txn.open_table(META)?;
-    let prev_rev = meta.get("last_revision")?.map_or(0, |v| v.value());
-    let prev_id = meta.get("last_audit_id")?.map_or(0, |v| v.value());
-    meta.insert("last_revision", d.revision.max(prev_rev))?;
-    meta.insert("last_audit_id", d.audit_id.max(prev_id))?;
-    meta.insert("clean_shutdown", u64::from(clean))?;
-    meta.insert("format", super::codec::FORMAT_VERSION)?;
-    Ok(())
+    /// Seals the current segment and starts the next one at `next_lsn`.
+    fn rotate(&mut self) -> Result<(), StorageError> {
+        let file = wal::create_segment(&self.segment.dir, self.next_lsn)?;
+        let path = wal::segment_path(&self.segment.dir, self.next_lsn);
+        let old = std::mem::replace(&mut self.segment.path, path);
+        self.segment.file = file;
+        self.segment.len = wal::MAGIC.len() as u64;
+        let _ = self.fold.send(Fold::Sealed {
+            path: old,
+            last_lsn: self.next_lsn - 1,
+        });
+        Ok(())
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,0 +1,180 @@
+//! Library errors → HTTP status and code, in one place, with the errors for
+//! what a request names but the server does not hold (map, key, plan).
+//!
+//! Each library error maps to exactly one code of http-api.md. Variants the
+//! server cannot meet (a journal-less map: every server map has the shared
+//! journal; a missing reason: the `X-Reason` extractor refused it first) still
+//! map to their code, so a future library change cannot turn into a 500.
+
+use axum::http::StatusCode;
+use safemap::{DeleteError, ExecuteError, PutError, RestoreError, Revision, WatchError};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::MAX_REASON_CHARS;
+
+/// 404 `not_found`: the map does not exist.
+pub fn no_map(map: &str) -> ApiError {
+    ApiError::not_found(format!("no map {map:?}")).with_details(json!({"map": map}))
+}
+
+/// 404 `not_found`: the key does not exist (or its map does not).
+pub fn no_key(map: &str, key: &str) -> ApiError {
+    ApiError::not_found(format!("no key {key:?} in map {map:?}"))
+        .with_details(json!({"map": map, "key": key}))
+}
+
+/// 404 `not_found`: no such delete plan.
+pub fn no_plan(plan: &str) -> ApiError {
+    ApiError::not_found(format!("no delete plan {plan:?}")).with_details(json!({"plan_id": plan}))
+}
+
+/// 400 `reason_required`.
+pub fn reason_required() -> ApiError {
+    ApiError::bad_request(
+        "reason_required",
+        "this operation needs a non-empty X-Reason (or X-Reason-Encoded) header",
+    )
+    .with_details(json!({"header": "X-Reason"}))
+}
+
+/// 400 `reason_too_long`.
+pub fn reason_too_long() -> ApiError {
+    ApiError::bad_request(
+        "reason_too_long",
+        format!("the reason is longer than {MAX_REASON_CHARS} characters"),
+    )
+    .with_details(json!({"max_chars": MAX_REASON_CHARS}))
+}
+
+/// 412 `revision_mismatch`: `If-Match` names another revision.
+pub fn revision_mismatch(current: Option<Revision>) -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "revision_mismatch",
+        match current {
+            Some(r) => format!("If-Match does not match: the key is at revision {r}"),
+            None => "If-Match does not match: the key does not exist".to_string(),
+        },
+    )
+    .with_details(json!({"current_revision": current.map(Revision::get)}))
+}
+
+/// 412 `already_exists`: `If-None-Match: *` but the key exists.
+pub fn already_exists(current: Revision) -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "already_exists",
+        format!("If-None-Match: * but the key exists at revision {current}"),
+    )
+    .with_details(json!({"current_revision": current.get()}))
+}
+
+/// 410 `compacted`: events before `oldest` are no longer held.
+pub fn compacted(oldest: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "compacted",
+        format!(
+            "events before revision {oldest} are no longer held; read the current state and watch from there"
+        ),
+    )
+    .with_details(json!({"oldest_revision": oldest}))
+}
+
+/// A conditional put that did not hold.
+pub fn put_error(e: PutError) -> ApiError {
+    match e {
+        PutError::RevisionMismatch { current } => revision_mismatch(current),
+        PutError::AlreadyExists { current } => already_exists(current),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// A single-key delete that was refused.
+pub fn delete_error(e: DeleteError, map: &str, key: &str) -> ApiError {
+    match e {
+        DeleteError::NotFound => no_key(map, key),
+        DeleteError::RevisionMismatch { current } => revision_mismatch(current),
+        DeleteError::Vetoed { rule } => ApiError::new(
+            StatusCode::CONFLICT,
+            "delete_vetoed",
+            format!("delete refused by deny rule {rule:?}"),
+        )
+        .with_details(json!({"rule": rule})),
+        DeleteError::BreakerOpen { retry_after } => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "delete_breaker_open",
+                format!("the delete breaker of map {map:?} is open; retry in {secs} s"),
+            )
+            .with_details(json!({"retry_after_seconds": secs.max(1)}))
+            .with_retry_after(secs)
+        }
+        DeleteError::ReasonRequired => reason_required(),
+        DeleteError::ReasonTooLong => reason_too_long(),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// A plan execution that was refused; `plan` as the client wrote it.
+pub fn execute_error(e: ExecuteError, plan: &str, confirmed: usize) -> ApiError {
+    match e {
+        ExecuteError::NotFound => no_plan(plan),
+        ExecuteError::Gone => ApiError::new(
+            StatusCode::GONE,
+            "plan_gone",
+            "the plan expired or was already executed; plan again",
+        )
+        .with_details(json!({"plan_id": plan})),
+        ExecuteError::ConfirmCountMismatch { expected, .. } => ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "confirm_count_mismatch",
+            format!("X-Confirm-Count is {confirmed} but the plan deletes {expected} keys"),
+        )
+        .with_details(json!({"expected": expected, "got": confirmed})),
+        ExecuteError::ReasonRequired => reason_required(),
+        ExecuteError::ReasonTooLong => reason_too_long(),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// What a restore named, for its 404.
+pub enum Restoring<'a> {
+    /// One delete, by audit id.
+    AuditId(u64),
+    /// Every delete of a plan.
+    Plan(&'a str),
+}
+
+/// A restore that was refused.
+pub fn restore_error(e: RestoreError, what: Restoring<'_>, map: &str) -> ApiError {
+    match e {
+        RestoreError::NotFound => ApiError::not_found(match what {
+            Restoring::AuditId(id) => format!("no delete with audit id {id} in map {map:?}"),
+            Restoring::Plan(p) => format!("no deletes of plan {p:?} in map {map:?}"),
+        }),
+        RestoreError::RetentionExpired => ApiError::new(
+            StatusCode::GONE,
+            "retention_expired",
+            "the deleted value is past the map's retention and can no longer be restored",
+        ),
+        RestoreError::NotADelete => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_delete",
+            "only deletes can be restored; this audit record is a put or restore",
+        ),
+        RestoreError::ReasonRequired => reason_required(),
+        RestoreError::ReasonTooLong => reason_too_long(),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// A watch that cannot start.
+pub fn watch_error(e: WatchError) -> ApiError {
+    match e {
+        WatchError::Compacted { oldest } => compacted(oldest.get()),
+        other => ApiError::internal(other.to_string()),
+    }
+}

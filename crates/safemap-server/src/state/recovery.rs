@@ -1,0 +1,185 @@
+//! Recovery at start: storage is opened (which folds its log), then maps,
+//! the journal's window, delete breakers, delete plans and tokens are rebuilt
+//! from what it read back (STORAGE.md, "Recovery at start").
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use safemap::{AuditId, Journal, JournalSink, Revision};
+use serde_json::Value;
+
+use super::Shared;
+use super::persist::{StorageSink, from_stored};
+use super::plans::load_plans;
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::storage::{Options as StorageOptions, Recovered, Storage, StorageError, StoredOp};
+
+impl Shared {
+    /// Opens storage in `data_dir`, recovers maps, journal, breakers and tokens.
+    pub fn open(
+        data_dir: &Path,
+        config: Config,
+        loopback: bool,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Shared, StorageError> {
+        let retention = config.max_retention();
+        let options = StorageOptions {
+            cache_bytes: config.server.storage_cache_bytes,
+            checkpoint_interval: config.server.checkpoint_interval,
+            ..StorageOptions::default()
+        };
+        let (storage, rec) = Storage::open_with(data_dir, retention, options)?;
+        log_recovery(&rec, &storage);
+        let Recovered {
+            entries,
+            records,
+            tokens,
+            plans,
+            last_revision,
+            last_audit_id,
+            skipped_revisions: skip,
+            ..
+        } = rec;
+        // Writes in flight at a crash were visible to readers (GET, list) for a
+        // moment before they were durable. So that no client ever sees one
+        // revision number stand for two different writes, storage has moved the
+        // counter (`last_revision`) over every revision such a write could have had.
+        if skip > 0 {
+            tracing::warn!(
+                from = last_revision - skip + 1,
+                to = last_revision,
+                "skipping revisions after an unclean shutdown (writes in flight at the crash may have been read)"
+            );
+        }
+        let sink = Arc::new(StorageSink(storage.sender()));
+        let newest_loaded = records.last().map(|r| r.id);
+        let builder = Journal::builder()
+            .retention(retention)
+            .capacity(config.server.journal_capacity)
+            .sink(sink as Arc<dyn JournalSink<String, Value>>);
+        // The journal ignores loaded records at or below its start, so start it just
+        // below the first record held, unless the newest records are not held at all.
+        let (journal, history_floor) = match (records.first(), newest_loaded) {
+            (Some(first), Some(newest)) if newest == last_audit_id => (
+                builder
+                    .start_after(
+                        Revision::new(if skip > 0 {
+                            last_revision
+                        } else {
+                            first.revision.saturating_sub(1)
+                        }),
+                        AuditId::new(first.id.saturating_sub(1)),
+                    )
+                    .build(),
+                if first.id <= 1 { 0 } else { first.revision },
+            ),
+            _ => (
+                builder
+                    .start_after(Revision::new(last_revision), AuditId::new(last_audit_id))
+                    .build(),
+                if last_revision == 0 {
+                    0
+                } else {
+                    last_revision + 1
+                },
+            ),
+        };
+        let mut map_names: BTreeSet<String> = config.maps.keys().cloned().collect();
+        map_names.extend(entries.iter().map(|(m, _, _)| m.clone()));
+        map_names.extend(records.iter().map(|r| r.map.clone()));
+        map_names.extend(plans.iter().map(|p| p.map.clone()));
+        let executed_plans: HashSet<String> =
+            records.iter().filter_map(|r| r.plan_id.clone()).collect();
+        let mut breaker_seeds: HashMap<String, Vec<SystemTime>> = HashMap::new();
+        for r in &records {
+            if r.op == StoredOp::Delete && r.plan_id.is_none() {
+                breaker_seeds
+                    .entry(r.map.clone())
+                    .or_default()
+                    .push(UNIX_EPOCH + Duration::from_millis(r.at_ms));
+            }
+        }
+        let loaded = journal.load(records.into_iter().map(from_stored));
+        if journal.current_revision().get() < last_revision {
+            tracing::warn!(
+                journal = journal.current_revision().get(),
+                stored = last_revision,
+                "journal revision below the stored counter"
+            );
+        }
+        let shared = Shared {
+            config,
+            journal,
+            maps: RwLock::new(HashMap::new()),
+            storage,
+            tokens: Tokens::from_stored(&tokens),
+            token_admin: tokio::sync::Mutex::new(()),
+            loopback,
+            shutdown,
+            profiling: AtomicBool::new(false),
+            data_dir: data_dir.to_path_buf(),
+            history_floor,
+        };
+        {
+            let mut maps = shared.maps.write().unwrap_or_else(|e| e.into_inner());
+            for name in &map_names {
+                maps.insert(name.clone(), Arc::new(shared.build_map(name)));
+            }
+            let n_entries = entries.len();
+            for (map, key, e) in entries {
+                if let Some(m) = maps.get(&map) {
+                    m.load_entry(
+                        key,
+                        e.value,
+                        Revision::new(e.revision),
+                        Revision::new(e.create_revision),
+                        e.version,
+                    );
+                }
+            }
+            for (map, times) in breaker_seeds {
+                if let Some(m) = maps.get(&map) {
+                    m.seed_breaker(times);
+                }
+            }
+            let pending_plans = load_plans(&maps, plans, &executed_plans);
+            tracing::info!(
+                maps = maps.len(),
+                entries = n_entries,
+                pending_plans,
+                audit_records = loaded,
+                revision = shared.journal.current_revision().get(),
+                "storage recovered"
+            );
+        }
+        Ok(shared)
+    }
+}
+
+fn log_recovery(rec: &Recovered, storage: &Storage) {
+    let path = storage.path().display().to_string();
+    if rec.fresh {
+        tracing::info!(%path, "created a new database");
+        return;
+    }
+    if rec.unclean || rec.repaired {
+        tracing::warn!(
+            %path,
+            repaired = rec.repaired,
+            last_revision = rec.last_revision,
+            last_audit_id = rec.last_audit_id,
+            log_records_replayed = rec.log_records_replayed,
+            "recovering after an unclean shutdown: every record in the write-ahead log is kept (a torn tail, never acknowledged, is dropped)"
+        );
+    }
+    if rec.skipped_rows > 0 {
+        tracing::error!(
+            rows = rec.skipped_rows,
+            "skipped unreadable rows during recovery"
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The checkpointer thread: folds what the log made durable into redb in the
+//! background, then deletes the log segments the checkpoint covers.
+//!
+//! Invariant: a segment is deleted only after a redb commit whose
+//! `meta.checkpoint_lsn` is at or above its last lsn, so every record is on
+//! disk in the log, in redb, or both. A fold failure stops writes (503), as a
+//! failed log write does: the log would otherwise grow without bound.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableTable};
+use tokio::sync::watch;
+
+use super::codec::{self, StoredPlan, StoredRecord};
+use super::tables::{self, AUDIT, Logged, Meta, PLANS};
+use super::{Durable, now_ms};
+
+/// Most records held before a fold, whatever the interval.
+pub const FOLD_MAX_RECORDS: usize = 65_536;
+/// How often old audit rows (past retention) are pruned from redb.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// A message from the log writer, in log order.
+pub(crate) enum Fold {
+    /// Records that are durable in the log.
+    Batch(Vec<Logged>),
+    /// A segment is complete; its last record has lsn `last_lsn`.
+    Sealed { path: PathBuf, last_lsn: u64 },
+    /// Fold everything, record whether the shutdown is clean, and stop.
+    Close { clean: bool },
+}
+
+pub(crate) struct Checkpointer {
+    pub db: Arc<Database>,
+    pub rx: Receiver<Fold>,
+    pub durable: Arc<watch::Sender<Durable>>,
+    pub meta: Meta,
+    pub interval: Duration,
+    pub retention: Duration,
+}
+
+impl Checkpointer {
+    pub(crate) fn run(mut self) {
+        let mut pending: Vec<Logged> = Vec::new();
+        let mut sealed: Vec<(PathBuf, u64)> = Vec::new();
+        let mut last_fold = Instant::now();
+        let mut last_prune = Instant::now();
+        let mut failed = false;
+        loop {
+            let wait = self.interval.saturating_sub(last_fold.elapsed());
+            let close = match self.rx.recv_timeout(wait) {
+                Ok(Fold::Batch(b)) => {
+                    pending.extend(b);
+                    None
+                }
+                Ok(Fold::Sealed { path, last_lsn }) => {
+                    sealed.push((path, last_lsn));
+                    None
+                }
+                Ok(Fold::Close { clean }) => Some(clean),
+                Err(RecvTimeoutError::Timeout) => None,
+                // The writer is gone without a Close: stop as a crash would.
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if failed {
+                pending.clear();
+                if close.is_some() {
+                    return;
+                }
+                continue;
+            }
+            let due = close.is_some()
+                || pending.len() >= FOLD_MAX_RECORDS
+                || last_fold.elapsed() >= self.interval;
+            if due {
+                last_fold = Instant::now();
+                if let Err(e) = self.fold(&pending, close == Some(true)) {
+                    tracing::error!(error = %e, "folding the log into the checkpoint failed; refusing writes from now on");
+                    self.durable.send_modify(|d| d.failed = true);
+                    failed = true;
+                    continue;
+                }
+                pending.clear();
+                sealed.retain(|(path, last)| {
+                    if *last > self.meta.checkpoint_lsn {
+                        return true;
+                    }
+                    if let Err(e) = std::fs::remove_file(path) {
+                        tracing::warn!(path = %path.display(), error = %e, "removing a folded log segment failed");
+                    }
+                    false
+                });
+            }
+            if close.is_some() {
+                return;
+            }
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                self.prune();
+                last_prune = Instant::now();
+            }
+        }
+    }
+
+    /// One redb transaction: the records, then `meta`; durable on return.
+    fn fold(&mut self, pending: &[Logged], clean: bool) -> Result<(), redb::Error> {
+        if pending.is_empty() && !clean {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let txn = self.db.begin_write()?;
+        let meta = tables::fold(&txn, pending, self.meta)?;
+        tables::write_meta(&txn, &meta, clean)?;
+        txn.commit()?;
+        self.meta = meta;
+        metrics::histogram!("safemap_checkpoint_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Removes audit rows older than the retention (ids grow with time, so it
+    /// stops at the first younger row), and plan rows past the time they are
+    /// remembered ([`codec::PLAN_ROW_KEPT_MS`] after they expired or were executed).
+    fn prune(&mut self) {
+        let now = now_ms();
+        let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
+        let result = (|| -> Result<usize, redb::Error> {
+            let txn = self.db.begin_write()?;
+            let mut n = 0;
+            {
+                let mut audit = txn.open_table(AUDIT)?;
+                let mut old = Vec::new();
+                for row in audit.iter()? {
+                    let (k, v) = row?;
+                    let at = codec::decode::<StoredRecord>(v.value())
+                        .map(|r| r.at_ms)
+                        .unwrap_or(0);
+                    if at >= cutoff || old.len() >= 100_000 {
+                        break;
+                    }
+                    old.push(k.value());
+                }
+                for id in old {
+                    audit.remove(id)?;
+                    n += 1;
+                }
+                let mut plans = txn.open_table(PLANS)?;
+                let mut forgotten = Vec::new();
+                for row in plans.iter()? {
+                    let (k, v) = row?;
+                    // An unreadable row is left for recovery to report.
+                    if codec::decode::<StoredPlan>(v.value()).is_ok_and(|p| p.forgotten_at(now)) {
+                        forgotten.push(k.value().to_string());
+                    }
+                }
+                for id in forgotten {
+                    plans.remove(id.as_str())?;
+                    n += 1;
+                }
+            }
+            txn.commit()?;
+            Ok(n)
+        })();
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rows = n,
+                "pruned audit records past retention and forgotten plans"
+            ),
+            Err(e) => tracing::warn!(error = %e, "pruning audit records failed"),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The redb checkpoint: table definitions, and how log entries are folded
+//! into them. Shared by the checkpointer thread and by recovery, so a record
+//! is folded the same way whether it arrives live or from the log at start.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::codec::{self, StoredEntry, StoredOp};
+use super::wal::Entry;
+
+pub(crate) const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("entries");
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("plans");
+
+/// A log entry with its lsn and its encoded payload (which is also the row
+/// of the `audit`, `tokens` or `plans` table, so it is encoded once).
+#[derive(Debug)]
+pub struct Logged {
+    /// Log sequence number.
+    pub lsn: u64,
+    /// The entry.
+    pub entry: Entry,
+    /// Its JSON payload.
+    pub payload: Vec<u8>,
+}
+
+/// The counters that `meta` keeps; each only ever grows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meta {
+    /// Highest revision handed out (or skipped) so far.
+    pub last_revision: u64,
+    /// Highest audit id written.
+    pub last_audit_id: u64,
+    /// Highest lsn folded into the tables.
+    pub checkpoint_lsn: u64,
+}
+
+/// Folds `logged` into the tables of `txn`, in lsn order, and returns the
+/// counters they reach (never below `meta`).
+pub(crate) fn fold(
+    txn: &WriteTransaction,
+    logged: &[Logged],
+    mut meta: Meta,
+) -> Result<Meta, redb::Error> {
+    let mut audit = txn.open_table(AUDIT)?;
+    let mut entries = txn.open_table(ENTRIES)?;
+    let mut tokens = txn.open_table(TOKENS)?;
+    let mut plans = txn.open_table(PLANS)?;
+    for l in logged {
+        match &l.entry {
+            Entry::Record(r) => {
+                audit.insert(r.id, l.payload.as_slice())?;
+                match r.op {
+                    StoredOp::Put | StoredOp::Restore => {
+                        let e = StoredEntry {
+                            value: r.value.clone().unwrap_or(serde_json::Value::Null),
+                            revision: r.revision,
+                            create_revision: r.create_revision,
+                            version: r.version,
+                        };
+                        entries.insert(
+                            (r.map.as_str(), r.key.as_str()),
+                            codec::encode(&e).as_slice(),
+                        )?;
+                    }
+                    StoredOp::Delete => {
+                        entries.remove((r.map.as_str(), r.key.as_str()))?;
+                    }
+                }
+                meta.last_revision = meta.last_revision.max(r.revision);
+                meta.last_audit_id = meta.last_audit_id.max(r.id);
+            }
+            Entry::TokenPut(t) => {
+                tokens.insert(t.name.as_str(), l.payload.as_slice())?;
+            }
+            Entry::TokenRemove(name) => {
+                tokens.remove(name.as_str())?;
+            }
+            Entry::Plan(p) => {
+                plans.insert(p.id.as_str(), l.payload.as_slice())?;
+            }
+        }
+        meta.checkpoint_lsn = meta.checkpoint_lsn.max(l.lsn);
+    }
+    Ok(meta)
+}
+
+/// Writes `meta` (each counter kept at its stored value if that is higher),
+/// the shutdown flag and the format version.
+pub(crate) fn write_meta(txn: &WriteTransaction, m: &Meta, clean: bool) -> Result<(), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    for (name, v) in [
+        ("last_revision", m.last_revision),
+        ("last_audit_id", m.last_audit_id),
+        ("checkpoint_lsn", m.checkpoint_lsn),
+    ] {
+        let prev = meta.get(name)?.map_or(0, |v| v.value());
+        meta.insert(name, v.max(prev))?;
+    }
+    meta.insert("clean_shutdown", u64::from(clean))?;
+    meta.insert("format", codec::FORMAT_VERSION)?;
+    Ok(())
+}
