@@ -6,7 +6,7 @@
 //! holds its key's lock (in the map) and, for a few instructions, the journal's
 //! sequencer: there it claims the next revision and appends its record, then
 //! publishes its entry in the table outside the sequencer and reports it
-//! published (see `sequencer::Claim`). So:
+//! published (see `Claim`). So:
 //!
 //! * revisions, audit ids and the order of records agree with each other, across
 //!   every map that shares the journal (both are drawn under the sequencer);
@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 use event_listener::{Event, EventListener};
 
 pub use record::{AuditRecord, Op};
-pub(crate) use sequencer::{Draft, Record};
+pub(crate) use sequencer::{Claim, Draft, Record};
 pub use sink::JournalSink;
 
 use crate::ids::{AuditId, PlanId, Revision};

@@ -240,37 +240,9 @@ where
         if only_if_absent && current.is_some() {
             return None;
         }
-        let previous_revision = current.map(|c| c.revision);
-        let (create_revision, version) = match current {
-            Some(c) => (Some(c.create_revision), c.version + 1),
-            None => (None, 1),
-        };
         let change = self.ref_change(current.map(|c| &c.value), Some(&value));
-        let draft = || Draft {
-            map: &self.name,
-            key: key.clone(),
-            op,
-            previous_revision,
-            create_revision,
-            version,
-            reason,
-            plan_id: None,
-            value: Some(value.clone()),
-            previous_value: None,
-        };
-        let record = match (self.journal.is_recording(), op) {
-            (false, _) => Record::Nothing,
-            (true, Op::Put) => Record::Put(&draft),
-            (true, _) => Record::Always(draft()),
-        };
-        let claim = self.journal.claim(record);
+        let (claim, stored) = self.claim_put(&key, value, current, reason, op);
         let revision = claim.revision();
-        let stored = crate::entry::Versioned {
-            value,
-            revision,
-            create_revision: create_revision.unwrap_or(revision),
-            version,
-        };
         let indexed = key.clone();
         self.table.publish(held, key, stored, &guard);
         claim.published();

@@ -8,7 +8,7 @@ use super::SafeMap;
 use crate::entry::{Versioned, Written};
 use crate::error::PutError;
 use crate::ids::Revision;
-use crate::journal::{Draft, Op, Record};
+use crate::journal::{Claim, Draft, Op, Record};
 use crate::reason::Reason;
 
 /// What a put expects of the key's current state.
@@ -206,37 +206,9 @@ where
         if let Some(change) = &change {
             self.check_targets(change, &key)?;
         }
-        let (create_revision, version) = match current {
-            Some(c) => (Some(c.create_revision), c.version + 1),
-            None => (None, 1),
-        };
-        let draft = || Draft {
-            map: &self.name,
-            key: key.clone(),
-            op,
-            previous_revision,
-            create_revision,
-            version,
-            reason,
-            plan_id: None,
-            value: Some(value.clone()),
-            previous_value: None,
-        };
-        let record = match (self.journal.is_recording(), op) {
-            (false, _) => Record::Nothing,
-            (true, Op::Put) => Record::Put(&draft),
-            (true, _) => Record::Always(draft()),
-        };
-        let claim = self.journal.claim(record);
-        let revision = claim.revision();
-        let audit_id = claim.audit_id();
-        let create_revision = create_revision.unwrap_or(revision);
-        let stored = Versioned {
-            value,
-            revision,
-            create_revision,
-            version,
-        };
+        let (claim, stored) = self.claim_put(&key, value, current, reason, op);
+        let (revision, audit_id) = (claim.revision(), claim.audit_id());
+        let (create_revision, version) = (stored.create_revision, stored.version);
         match &change {
             Some(change) => {
                 let indexed = key.clone();
@@ -257,5 +229,48 @@ where
             previous_revision,
             audit_id,
         })
+    }
+
+    /// Claims the revision of a put of `value` over `current` (the caller holds
+    /// the key's lock), with the record the journal wants of it, and returns
+    /// the claim and the entry to publish under `key`.
+    pub(super) fn claim_put(
+        &self,
+        key: &K,
+        value: V,
+        current: Option<&Versioned<V>>,
+        reason: &Reason,
+        op: Op,
+    ) -> (Claim<'_, K, V>, Versioned<V>) {
+        let (create_revision, version) = match current {
+            Some(c) => (Some(c.create_revision), c.version + 1),
+            None => (None, 1),
+        };
+        let draft = || Draft {
+            map: &self.name,
+            key: key.clone(),
+            op,
+            previous_revision: current.map(|c| c.revision),
+            create_revision,
+            version,
+            reason,
+            plan_id: None,
+            value: Some(value.clone()),
+            previous_value: None,
+        };
+        let record = match (self.journal.is_recording(), op) {
+            (false, _) => Record::Nothing,
+            (true, Op::Put) => Record::Put(&draft),
+            (true, _) => Record::Always(draft()),
+        };
+        let claim = self.journal.claim(record);
+        let revision = claim.revision();
+        let stored = Versioned {
+            value,
+            revision,
+            create_revision: create_revision.unwrap_or(revision),
+            version,
+        };
+        (claim, stored)
     }
 }
