@@ -10,7 +10,7 @@ use super::SafeMap;
 use crate::engine::KeyGuard;
 use crate::error::PutError;
 use crate::ids::{AuditId, PlanId, Revision};
-use crate::journal::{Draft, Op, Record};
+use crate::journal::Op;
 use crate::reason::Reason;
 use crate::refs::{Link, Linked, MapRefs, NotRemoved, Referrer, Stripes, lock_stripes};
 
@@ -201,22 +201,7 @@ where
         let guard = self.table.guard();
         let (stored_key, current) = self.table.get(key, &guard).ok_or(NotRemoved)?;
         let change = self.ref_change(Some(&current.value), None);
-        let record = match self.journal.is_recording() {
-            true => Record::Always(Draft {
-                map: &self.name,
-                key: stored_key.clone(),
-                op: Op::Delete,
-                previous_revision: Some(current.revision),
-                create_revision: Some(current.create_revision),
-                version: current.version,
-                reason,
-                plan_id: Some(plan),
-                value: None,
-                previous_value: Some(current.value.clone()),
-            }),
-            false => Record::Nothing,
-        };
-        let claim = self.journal.claim(record);
+        let claim = self.claim_removal(stored_key, current, reason, Some(plan));
         let audit_id = claim.audit_id();
         self.table.unpublish(held, key, &guard);
         claim.published();

@@ -6,10 +6,10 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
 use super::SafeMap;
-use crate::entry::Removed;
+use crate::entry::{Removed, Versioned};
 use crate::error::DeleteError;
 use crate::ids::{PlanId, Revision};
-use crate::journal::{Draft, Op, Record};
+use crate::journal::{Claim, Draft, Op, Record};
 use crate::reason::Reason;
 
 /// What [`SafeMap::retain`] did.
@@ -188,23 +188,8 @@ where
                 .map_err(|retry_after| DeleteError::BreakerOpen { retry_after })?;
         }
         let value = current.value.clone();
-        let record = match self.journal.is_recording() {
-            true => Record::Always(Draft {
-                map: &self.name,
-                key: stored_key.clone(),
-                op: Op::Delete,
-                previous_revision: Some(current.revision),
-                create_revision: Some(current.create_revision),
-                version: current.version,
-                reason: removal.reason,
-                plan_id: removal.plan,
-                value: None,
-                previous_value: Some(current.value.clone()),
-            }),
-            false => Record::Nothing,
-        };
         let previous_revision = current.revision;
-        let claim = self.journal.claim(record);
+        let claim = self.claim_removal(stored_key, current, removal.reason, removal.plan);
         let (revision, audit_id) = (claim.revision(), claim.audit_id());
         self.table.unpublish(&held, key, &guard);
         claim.published();
@@ -217,6 +202,34 @@ where
             previous_revision,
             audit_id,
         })
+    }
+
+    /// Claims the revision of the removal of `current` (the caller holds the
+    /// key's lock and has checked the guards), with its record: the removed
+    /// value, which restore writes back.
+    pub(super) fn claim_removal(
+        &self,
+        stored_key: &K,
+        current: &Versioned<V>,
+        reason: &Reason,
+        plan: Option<PlanId>,
+    ) -> Claim<'_, K, V> {
+        let record = match self.journal.is_recording() {
+            true => Record::Always(Draft {
+                map: &self.name,
+                key: stored_key.clone(),
+                op: Op::Delete,
+                previous_revision: Some(current.revision),
+                create_revision: Some(current.create_revision),
+                version: current.version,
+                reason,
+                plan_id: plan,
+                value: None,
+                previous_value: Some(current.value.clone()),
+            }),
+            false => Record::Nothing,
+        };
+        self.journal.claim(record)
     }
 
     /// Removes every entry for which `keep` is false, with `reason`, through the
