@@ -77,16 +77,28 @@ impl Shared {
                     .build(),
                 if first.id <= 1 { 0 } else { first.revision },
             ),
-            _ => (
-                builder
-                    .start_after(Revision::new(last_revision), AuditId::new(last_audit_id))
-                    .build(),
-                if last_revision == 0 {
-                    0
-                } else {
-                    last_revision + 1
-                },
-            ),
+            _ => {
+                if let Some(newest) = newest_loaded {
+                    // Not expected (ids are written in order, and meta with them):
+                    // the journal then holds none of the loaded records in memory,
+                    // though storage still has them. Said loudly so it is diagnosable.
+                    tracing::error!(
+                        newest_loaded = newest,
+                        last_audit_id,
+                        "the newest audit record read back is not the newest id stored; audit history before this start is not served from memory"
+                    );
+                }
+                (
+                    builder
+                        .start_after(Revision::new(last_revision), AuditId::new(last_audit_id))
+                        .build(),
+                    if last_revision == 0 {
+                        0
+                    } else {
+                        last_revision + 1
+                    },
+                )
+            }
         };
         let mut map_names: BTreeSet<String> = config.maps.keys().cloned().collect();
         map_names.extend(entries.iter().map(|(m, _, _)| m.clone()));
