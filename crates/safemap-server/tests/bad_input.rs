@@ -360,6 +360,31 @@ async fn a_refused_oversized_body_closes_the_http1_connection() {
     assert_eq!(st, 201);
 }
 
+/// Over HTTP/2 (cleartext, prior knowledge) an oversized body is refused on
+/// its own stream with the 413 JSON; the connection, shared by other streams,
+/// stays usable.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_body_over_http2_gets_the_413_json_and_the_connection_lives() {
+    let s = TestServer::start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let put = |body: Vec<u8>| {
+        h2.put(format!("{}/v1/maps/m/keys/k", s.url))
+            .bearer_auth(&s.admin)
+            .body(body)
+    };
+    let resp = put(vec![b' '; 1024 * 1024 + 1]).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let (st, v) = sj(resp).await;
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(code(&v), "body_too_large", "{v}");
+    let resp = put(b"1".to_vec()).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status().as_u16(), 201);
+}
+
 /// A client that sends its whole request before reading the answer (as
 /// curl, Python's `http.client` and Go's `net/http` do) gets the 413 JSON,
 /// not a reset connection: the server reads and discards the refused body
