@@ -147,6 +147,7 @@ async fn observe(mut req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     metrics::counter!("safemap_requests_total", "route" => route.clone(), "status" => status.to_string())
         .increment(1);
+    let route_for_log = route.clone();
     metrics::histogram!("safemap_request_duration_seconds", "route" => route)
         .record(elapsed.as_secs_f64());
     let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
@@ -157,6 +158,13 @@ async fn observe(mut req: Request, next: Next) -> Response {
                 code,
                 elapsed_ms = elapsed.as_millis() as u64,
                 "request failed"
+            );
+        } else if status < 400 && is_polled(&route_for_log) {
+            tracing::debug!(
+                status,
+                code,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "request"
             );
         } else {
             tracing::info!(
@@ -171,6 +179,13 @@ async fn observe(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-trace-id", v);
     }
     resp
+}
+
+/// Routes that monitors and the console poll every few seconds: their
+/// successful requests are logged at debug, so the info log shows what people
+/// and services did rather than the polling.
+fn is_polled(route: &str) -> bool {
+    matches!(route, "/metrics" | "/healthz" | "/readyz" | "/v1/whoami") || route.starts_with("/ui")
 }
 
 /// Serves on `listener` until `shutdown` resolves: opens and recovers storage,
