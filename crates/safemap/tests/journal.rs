@@ -232,3 +232,40 @@ fn a_query_after_the_largest_id_is_empty_not_a_panic() {
     });
     assert!(page.is_empty());
 }
+
+#[test]
+fn the_newest_matching_records_come_newest_first_and_stop_at_the_limit() {
+    let map: SafeMap<u32, u32> = SafeMap::builder().name("m").record_puts(true).build();
+    for k in 0..10 {
+        let _ = map.insert(k, k);
+    }
+    for k in 0..10 {
+        let _removed = map.remove(&k, Reason::new(format!("gone {k}"))).unwrap();
+    }
+    let journal = map.journal().unwrap();
+    let deletes = |q: &AuditQuery<u32>| -> Vec<u32> {
+        journal
+            .query_newest(q, |r| r.op == Op::Delete && r.key % 2 == 0)
+            .iter()
+            .map(|r| r.key)
+            .collect()
+    };
+    let limit3 = AuditQuery {
+        limit: 3,
+        ..Default::default()
+    };
+    assert_eq!(deletes(&limit3), vec![8, 6, 4]);
+    // `after` bounds the walk back: the removals of keys 0..=4 have ids 11..=15.
+    let after = AuditQuery {
+        after: Some(AuditId::new(15)),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(deletes(&after), vec![8, 6]);
+    let other_map = AuditQuery {
+        map: Some("other".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(deletes(&other_map).is_empty());
+}

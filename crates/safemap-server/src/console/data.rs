@@ -127,15 +127,14 @@ pub async fn deletes(
     let reason = given(p.reason).map(|s| s.to_lowercase());
 
     let latest_id = st.journal.last_audit_id().get();
-    // The journal answers oldest first; the newest `limit` matches are the tail.
-    let all = st.journal.query(&AuditQuery {
+    let query = AuditQuery {
         map,
         key: given(p.key),
         plan_id,
         after,
-        limit: usize::MAX,
-    });
-    let matches = |r: &&std::sync::Arc<Record>| {
+        limit,
+    };
+    let newest = st.journal.query_newest(&query, |r| {
         r.op == Op::Delete
             && prefix
                 .as_ref()
@@ -148,12 +147,11 @@ pub async fn deletes(
             })
             && since.is_none_or(|s| r.at >= s)
             && until.is_none_or(|u| r.at <= u)
-    };
-    let newest: Vec<_> = all.iter().rev().filter(matches).take(limit).collect();
+    });
     // Only durable records are shown (as in GET /v1/audit): never one a crash
     // could take back.
     if let Some(top) = newest.first() {
-        st.until_durable(&***top).await?;
+        st.until_durable(&**top).await?;
     }
     let now = SystemTime::now();
     let rows: Vec<Value> = newest

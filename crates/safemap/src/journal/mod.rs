@@ -386,6 +386,37 @@ impl<K, V> Journal<K, V> {
             .collect()
     }
 
+    /// The newest records that match `query` and `keep`, newest first, at most
+    /// `query.limit` of them (only records after `query.after`, if given).
+    ///
+    /// It walks back from the newest record and stops at the limit, so a caller
+    /// that wants the latest few (a console, a tail) does not copy the whole
+    /// journal while writers wait for its lock. `keep` runs under that lock:
+    /// keep it cheap.
+    pub fn query_newest(
+        &self,
+        query: &AuditQuery<K>,
+        keep: impl Fn(&AuditRecord<K, V>) -> bool,
+    ) -> Vec<Arc<AuditRecord<K, V>>>
+    where
+        K: PartialEq,
+    {
+        let state = self.shared.state.lock();
+        let after = query.after.map_or(0, AuditId::get);
+        state
+            .records
+            .iter()
+            .rev()
+            .take_while(|r| r.id.get() > after)
+            .filter(|r| query.map.as_deref().is_none_or(|m| &*r.map == m))
+            .filter(|r| query.key.as_ref().is_none_or(|k| &r.key == k))
+            .filter(|r| query.plan_id.is_none_or(|p| r.plan_id == Some(p)))
+            .filter(|r| keep(r))
+            .take(query.limit)
+            .cloned()
+            .collect()
+    }
+
     /// Every held record of `key` (in any map sharing the journal), oldest first.
     pub fn for_key(&self, key: &K) -> Vec<Arc<AuditRecord<K, V>>>
     where
