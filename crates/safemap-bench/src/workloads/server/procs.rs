@@ -151,10 +151,17 @@ pub fn start_safemap(bin: &Path, dir: &Path) -> Result<Server, String> {
     {
         let tx = tx.clone();
         std::thread::spawn(move || {
-            // Keep draining after the line is found, so the server never blocks on a full pipe.
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+            // Keep draining after the line is found, so the server never blocks on
+            // a full pipe; once nobody listens, in bulk (its access log is one line
+            // per request, which must not cost the load generator's core).
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                if tx.send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
             }
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
     }
     // Owned from here on: any early return below stops the child.
