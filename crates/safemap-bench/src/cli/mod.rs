@@ -347,6 +347,7 @@ mod tests {
             entries: 10,
             bytes_per_entry: 50.0,
             after_delete_90_bytes: 100,
+            fresh_tenth_bytes: Some(50),
         });
         let first = report::write(&r, &Machine::detect(), &Target::new(&dir, None, None)).unwrap();
         std::fs::remove_file(&first).unwrap();
@@ -370,6 +371,8 @@ mod tests {
             md.contains("| safemap |") && md.contains("hand-written"),
             "{md}"
         );
+        // 100 bytes kept after the deletes over a fresh tenth of 50 bytes.
+        assert!(md.contains("| 2.0× |"), "{md}");
         let bad = Cli::try_parse_from([
             "safemap-bench",
             "render",

@@ -364,9 +364,9 @@ fn memory_section(s: &mut String, r: &Results, charts: &[Chart], target: &Target
         .map(|x| x.bytes_per_entry);
     let _ = writeln!(
         s,
-        "| variant | after the deletes | bytes/entry | × safemap | resident after removing 90 % | share of the full size kept |"
+        "| variant | after the deletes | bytes/entry | × safemap | resident after removing 90 % | share of the full size kept | × a fresh map of that tenth |"
     );
-    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|");
+    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|");
     for x in &r.memory {
         let w = reclaim
             .iter()
@@ -375,7 +375,7 @@ fn memory_section(s: &mut String, r: &Results, charts: &[Chart], target: &Target
         let full = x.bytes_per_entry * x.entries as f64;
         let _ = writeln!(
             s,
-            "| {} | {w} | {:.1} | {} | {:.1} MB | {} |",
+            "| {} | {w} | {:.1} | {} | {:.1} MB | {} | {} |",
             x.variant,
             x.bytes_per_entry,
             ratio(x.bytes_per_entry, base),
@@ -385,13 +385,16 @@ fn memory_section(s: &mut String, r: &Results, charts: &[Chart], target: &Target
             } else {
                 "–".into()
             },
+            x.kept_over_fresh_tenth()
+                .map_or_else(|| "–".into(), |q| format!("{q:.1}×")),
         );
     }
     let _ = writeln!(
         s,
         "\nEach variant ran in a fresh child process; figures are resident-set growth over the empty process (`/proc/self/statm`), \
          with glibc's allocator (freed memory below the heap top is not returned to the OS, which is what users of these maps get). \
-         The ideal after removing 90 % is about 10 %. `safemap` is the default builder: after removing 90 % its journal holds \
+         The ideal after removing 90 % is about 10 %; the last column divides what is kept by the growth of a fresh map holding \
+         only that tenth (measured in a child of its own), so 1.0× means the deletes left nothing behind. `safemap` is the default builder: after removing 90 % its journal holds \
          those 900 000 removals with their values (restorable for the retention), so compare `safemap-bare` for the table alone. \
          `safemap-journal` is a journaled safemap whose journal holds its last 100 000 \
          records, all deletes (with their values) at the first measurement. Hasher: {HASHER_POLICY}.\n"

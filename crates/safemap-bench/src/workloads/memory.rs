@@ -49,6 +49,19 @@ pub struct Row {
     /// Resident growth (bytes, over the empty process) after removing 90 %
     /// and reclaiming.
     pub after_delete_90_bytes: u64,
+    /// Resident growth of a fresh map of the tenth that is kept (built in a
+    /// child of its own): what `after_delete_90_bytes` would ideally be.
+    /// Absent from rows written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_tenth_bytes: Option<u64>,
+}
+
+impl Row {
+    /// Resident size after removing 90 % over a fresh map of the kept tenth.
+    pub fn kept_over_fresh_tenth(&self) -> Option<f64> {
+        let fresh = self.fresh_tenth_bytes?;
+        (fresh > 0).then(|| self.after_delete_90_bytes as f64 / fresh as f64)
+    }
 }
 
 type Measure = fn(u64) -> Result<Row, String>;
@@ -114,6 +127,7 @@ pub fn measure<M: MemoryMap>(n: u64) -> Result<Row, String> {
         entries: n,
         bytes_per_entry: if n == 0 { 0.0 } else { full as f64 / n as f64 },
         after_delete_90_bytes: after,
+        fresh_tenth_bytes: None,
     })
 }
 
@@ -126,8 +140,32 @@ pub fn child(variant: &str, entries: u64) -> Result<Row, String> {
     measure(entries)
 }
 
-/// The parent's side: one fresh child process per variant. A child that
-/// fails is reported on stderr and left out.
+/// One child process measuring `variant` with `entries` entries.
+fn child_row(exe: &std::path::Path, variant: &str, entries: u64) -> Result<Row, String> {
+    let out = Command::new(exe)
+        .args([
+            "__memory-child",
+            "--variant",
+            variant,
+            "--entries",
+            &entries.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last().map(serde_json::from_str::<Row>) {
+        Some(Ok(row)) if out.status.success() => Ok(row),
+        _ => Err(format!(
+            "failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// The parent's side: per variant, one fresh child process for the full map
+/// and one for a fresh map of the tenth that the full one keeps. A variant
+/// whose child fails is reported on stderr and left out.
 pub fn run(
     cfg: &Config,
     progress: &Progress,
@@ -143,27 +181,19 @@ pub fn run(
     let mut rows = Vec::new();
     for (name, _, _) in selected {
         bar.set_message(name);
-        let out = Command::new(&exe)
-            .args([
-                "__memory-child",
-                "--variant",
-                name,
-                "--entries",
-                &cfg.entries.to_string(),
-            ])
-            .output()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        match stdout.lines().last().map(serde_json::from_str::<Row>) {
-            Some(Ok(row)) if out.status.success() => {
+        let tenth = cfg.entries.div_ceil(10);
+        let fresh = child_row(&exe, name, tenth)
+            .map(|r| (r.bytes_per_entry * r.entries as f64).round() as u64);
+        match child_row(&exe, name, cfg.entries) {
+            Ok(mut row) => {
+                match fresh {
+                    Ok(bytes) => row.fresh_tenth_bytes = Some(bytes),
+                    Err(e) => bar.println(format!("memory: {name}, fresh tenth: {e}")),
+                }
                 emit(&row);
                 rows.push(row);
             }
-            _ => bar.println(format!(
-                "memory: {name} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
+            Err(e) => bar.println(format!("memory: {name}: {e}")),
         }
         bar.inc(1);
     }
