@@ -703,3 +703,59 @@ async fn the_client_prints_the_tree_per_map_and_lists_referrers() {
     assert_eq!(status, Some(1));
     assert!(err.contains("referenced (409)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vetoed_key_below_a_root_blocks_it_and_the_breaker_comes_last() {
+    let config = r#"
+[maps.orders]
+delete_breaker = { max_deletes = 1, per_seconds = 3600 }
+
+[maps.order_items]
+
+[[maps.order_items.deny_delete]]
+name = "held"
+pointer = "/held"
+equals = true
+
+[[maps.order_items.references]]
+name = "order"
+pointer = "/order_id"
+to = "orders"
+on_delete = "cascade"
+"#;
+    let s = TestServer::start_with(config).await;
+    for o in ["o-1", "o-2", "o-3"] {
+        let _ = s.put("orders", o, json!({})).await;
+    }
+    let _ = s
+        .put(
+            "order_items",
+            "i-1",
+            json!({"order_id": "o-1", "held": true}),
+        )
+        .await;
+    let _ = s
+        .put("order_items", "i-2", json!({"order_id": "o-2"}))
+        .await;
+    let (st, p) = plan(
+        &s,
+        "orders",
+        json!({"keys": ["o-1", "o-2"], "cascade": true}),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    assert_eq!(p["count"], 2);
+    assert_eq!(
+        p["blocked"],
+        json!([{"key": "o-1", "why": "vetoed", "rule": "held",
+                "path": [{"map": "orders", "key": "o-1"}, {"map": "order_items", "key": "i-1"}]}])
+    );
+    // The breaker admits one single delete; then it is open (429), but a
+    // referenced key answers 409 `referenced` first.
+    assert_eq!(s.delete("orders", "o-3", "x").await.status(), 200);
+    let (st, v) = sj(s.delete("orders", "o-2", "x").await).await;
+    assert_eq!((st, code(&v)), (409, "referenced"), "{v}");
+    let _ = s.put("orders", "o-4", json!({})).await;
+    let (st, v) = sj(s.delete("orders", "o-4", "x").await).await;
+    assert_eq!((st, code(&v)), (429, "delete_breaker_open"), "{v}");
+}
