@@ -209,7 +209,20 @@ async fn a_referenced_key_cannot_be_deleted_alone() {
     let (st, v) = sj(s.delete("orders", "o-1", "cleanup").await).await;
     assert_eq!((st, code(&v)), (409, "delete_vetoed"));
 
-    // The metrics count refused deletes under the outcome `referenced`.
+    // A planned key that gains a referrer before the execution is a
+    // conflict naming it (not a refused single delete).
+    let _ = s.put("orders", "o-5", json!({})).await;
+    let (_, p) = plan(&s, "orders", json!({"keys": ["o-5"]})).await;
+    assert_eq!(p["count"], 1);
+    let _ = s.put("shipments", "s-5", json!({"order_id": "o-5"})).await;
+    let (st, r) = execute(&s, "orders", p["plan_id"].as_str().unwrap(), 1).await;
+    assert_eq!((st, &r["deleted"]), (200, &json!(0)), "{r}");
+    assert_eq!(
+        r["conflicts"][0]["changed"],
+        json!({"map": "shipments", "key": "s-5", "planned_revision": null,
+               "current_revision": null, "why": "new_referrer"})
+    );
+    // The metrics count refused single deletes under the outcome `referenced`.
     let text = s
         .req(Method::GET, "/metrics", None)
         .send()
