@@ -512,6 +512,26 @@ async fn the_index_and_a_pending_cascade_plan_survive_a_restart() {
     let (st, r) = execute(&s, "orders", &id, 2).await;
     assert_eq!((st, &r["deleted"]), (200, &json!(2)), "{r}");
     assert_eq!(s.get("order_items", "i-2").await.status(), 404);
+    // After another restart, one restore by plan id brings both maps back.
+    let _ = s.stop().await;
+    let s = TestServer::start_in(&dir, CONFIG).await;
+    let (st, v) = sj(s
+        .admin(Method::POST, "/v1/maps/orders/restore")
+        .header("x-reason", "undo")
+        .json(&json!({ "plan_id": id }))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let restored: Vec<(&str, &str)> = v["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["map"].as_str().unwrap(), r["key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(restored, [("orders", "o-2"), ("order_items", "i-2")]);
+    assert_eq!(s.get("order_items", "i-2").await.status(), 200);
     drop(tmp);
 }
 
