@@ -1,5 +1,5 @@
 //! The command-line client, in the manner of etcdctl: `safemap get|put|delete|
-//! list|audit|restore|plan|token|watch` against `--url` (default
+//! list|audit|restore|plan|referrers|token|watch` against `--url` (default
 //! `http://127.0.0.1:7878`) with the token from `SAFEMAP_TOKEN`.
 //!
 //! Success prints the server's JSON answer (pretty) on stdout and exits 0; an
@@ -121,6 +121,19 @@ pub enum ClientCmd {
     /// Delete plans: create, then execute.
     #[command(subcommand)]
     Plan(PlanCmd),
+    /// Who refers to a key, directly, in (map, key, reference) order.
+    Referrers {
+        /// Map name.
+        map: String,
+        /// Key.
+        key: String,
+        /// The `next` cursor of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+        /// Page size (1..=1000).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
     /// Tokens: create, list, revoke.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -156,6 +169,10 @@ pub enum PlanCmd {
         /// JSON value the pointer must equal.
         #[arg(long, requires = "pointer")]
         equals: Option<String>,
+        /// Also plan every key that refers to a planned key through a
+        /// `cascade` reference; prints the tree per map and its depth.
+        #[arg(long)]
+        cascade: bool,
     },
     /// Execute a plan, confirming its count.
     Execute {
@@ -295,7 +312,12 @@ pub async fn run(conn: Conn, cmd: ClientCmd) -> i32 {
     let parsed: Option<Value> = serde_json::from_str(&text).ok();
     if status.is_success() {
         match parsed {
-            Some(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            Some(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                if matches!(cmd, ClientCmd::Plan(PlanCmd::Create { cascade: true, .. })) {
+                    eprint!("{}", tree_summary(&v));
+                }
+            }
             None => println!("{text}"),
         }
         0
@@ -316,6 +338,51 @@ pub async fn run(conn: Conn, cmd: ClientCmd) -> i32 {
         }
         1
     }
+}
+
+/// A cascading plan in a few lines (on stderr, so that stdout stays JSON):
+/// the count per map, the depth, and each blocked root with its path.
+fn tree_summary(plan: &Value) -> String {
+    let mut out = String::new();
+    let count = plan["count"].as_u64().unwrap_or(0);
+    let depth = plan["depth"].as_u64().unwrap_or(0);
+    out.push_str(&format!("tree: {count} keys, depth {depth}\n"));
+    if let Some(tree) = plan["tree"].as_object() {
+        for (map, n) in tree {
+            out.push_str(&format!("  {map}: {n}\n"));
+        }
+    }
+    for b in plan["blocked"].as_array().into_iter().flatten() {
+        let path: Vec<String> = b["path"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                format!(
+                    "{}/{}",
+                    s["map"].as_str().unwrap_or("?"),
+                    s["key"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        let by = b["reference"]
+            .as_str()
+            .or_else(|| b["rule"].as_str())
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "blocked {}: {}{by}: {}\n",
+            b["key"].as_str().unwrap_or("?"),
+            b["why"].as_str().unwrap_or("?"),
+            path.join(" <- ")
+        ));
+    }
+    if let Some(id) = plan["plan_id"].as_str() {
+        out.push_str(&format!(
+            "execute with: safemap plan execute MAP {id} --count {count} --reason ...\n"
+        ));
+    }
+    out
 }
 
 async fn follow(mut resp: reqwest::Response) -> i32 {
@@ -414,8 +481,12 @@ fn build(cmd: ClientCmd) -> Result<Req, String> {
             keys,
             pointer,
             equals,
+            cascade,
         }) => {
             let mut body = serde_json::Map::new();
+            if cascade {
+                body.insert("cascade".into(), json!(true));
+            }
             if let Some(p) = prefix {
                 body.insert("prefix".into(), json!(p));
             }
@@ -442,6 +513,17 @@ fn build(cmd: ClientCmd) -> Result<Req, String> {
         )
         .h("x-reason", reason)
         .h("x-confirm-count", count),
+        ClientCmd::Referrers {
+            map,
+            key,
+            after,
+            limit,
+        } => Req::new(
+            Method::GET,
+            format!("/v1/maps/{}/keys/{}/referrers", seg(&map), seg(&key)),
+        )
+        .q("after", after)
+        .q("limit", limit),
         ClientCmd::Token(TokenCmd::Create { name, roles }) => {
             Req::new(Method::POST, "/v1/tokens".into()).body(json!({"name": name, "roles": roles}))
         }
@@ -474,6 +556,21 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.path, "/v1/maps/m/keys/x%2Fy");
+    }
+
+    #[test]
+    fn a_cascading_plan_is_summarised_per_map_with_its_depth() {
+        let plan = json!({"plan_id": "00000000000000ab", "count": 5, "depth": 3,
+            "tree": {"item_notes": 1, "order_items": 2, "orders": 2},
+            "blocked": [{"key": "o-3", "why": "restricted", "reference": "order",
+                "path": [{"map": "orders", "key": "o-3"}, {"map": "shipments", "key": "s-1"}]}]});
+        let s = tree_summary(&plan);
+        assert!(s.contains("tree: 5 keys, depth 3"), "{s}");
+        assert!(s.contains("  order_items: 2"), "{s}");
+        assert!(
+            s.contains("blocked o-3: restricted (order): orders/o-3 <- shipments/s-1"),
+            "{s}"
+        );
     }
 
     #[test]

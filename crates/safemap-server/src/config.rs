@@ -24,10 +24,20 @@
 //! name = "archived"
 //! pointer = "/status"
 //! equals = "archived"
+//!
+//! [maps.order_items]
+//!
+//! [[maps.order_items.references]] # references.md
+//! name = "order"                   # unique within the map
+//! pointer = "/order_id"            # a string there names a key...
+//! to = "orders"                    # ...of this map (declared in the same file)
+//! on_delete = "cascade"            # "restrict" (default) or "cascade"
 //! ```
 //!
-//! Unknown fields, bad durations, invalid pointers and invalid map names stop
-//! startup with an error naming the file, the line and the field.
+//! Unknown fields, bad durations, invalid pointers, invalid map names and bad
+//! references (to a map not declared in the file, an unknown `on_delete`, a
+//! duplicate name) stop startup with an error naming the file, the line, the
+//! field and the offending value.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,6 +115,20 @@ pub struct DenyRule {
     pub equals: serde_json::Value,
 }
 
+/// A reference (references.md): a value whose `pointer` holds a string
+/// refers to the key of that name in map `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    /// Unique within the map; reported in errors and referrer lists.
+    pub name: String,
+    /// JSON pointer into the value (RFC 6901).
+    pub pointer: String,
+    /// The map the key belongs to (declared in the same file).
+    pub to: String,
+    /// What a cascading plan does with the referrer.
+    pub on_delete: safemap::OnDelete,
+}
+
 /// The policy of one map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapPolicy {
@@ -116,6 +140,8 @@ pub struct MapPolicy {
     pub deny: Vec<DenyRule>,
     /// Lifetime of delete plans of this map.
     pub plan_ttl: Duration,
+    /// References to keys of other maps (or of this one).
+    pub references: Vec<Reference>,
 }
 
 impl MapPolicy {
@@ -126,6 +152,7 @@ impl MapPolicy {
             breaker: None,
             deny: Vec::new(),
             plan_ttl: settings.plan_ttl,
+            references: Vec::new(),
         }
     }
 }
@@ -251,6 +278,8 @@ impl Config {
                     .map_err(|m| err(d.span(), "server.watch_keepalive".into(), m))?;
             }
         }
+        let raw_names: std::collections::BTreeSet<String> =
+            raw.maps.keys().map(|n| n.get_ref().clone()).collect();
         let mut maps = BTreeMap::new();
         for (name, m) in raw.maps {
             if !is_valid_name(name.get_ref()) {
@@ -305,6 +334,63 @@ impl Config {
                     name: rule.name.into_inner(),
                     pointer: rule.pointer.into_inner(),
                     equals: rule.equals,
+                });
+            }
+            for (i, r) in m.references.into_iter().enumerate() {
+                let field = |f: &str| format!("maps.{name}.references[{i}].{f}");
+                let n = r.name.get_ref();
+                if n.is_empty() {
+                    return Err(err(
+                        r.name.span(),
+                        field("name"),
+                        "a reference needs a non-empty name".into(),
+                    ));
+                }
+                if policy.references.iter().any(|d| d.name == *n) {
+                    return Err(err(
+                        r.name.span(),
+                        field("name"),
+                        format!("duplicate reference name {n:?} in map {name:?}"),
+                    ));
+                }
+                if !is_json_pointer(r.pointer.get_ref()) {
+                    return Err(err(
+                        r.pointer.span(),
+                        field("pointer"),
+                        format!(
+                            "{:?} is not a JSON pointer (RFC 6901: empty, or starting with '/')",
+                            r.pointer.get_ref()
+                        ),
+                    ));
+                }
+                if !raw_names.contains(r.to.get_ref().as_str()) {
+                    return Err(err(
+                        r.to.span(),
+                        field("to"),
+                        format!(
+                            "{:?} is not a map declared in this file (declare it as [maps.{}])",
+                            r.to.get_ref(),
+                            r.to.get_ref()
+                        ),
+                    ));
+                }
+                let on_delete = match r.on_delete.as_ref().map(|o| o.get_ref().as_str()) {
+                    None | Some("restrict") => safemap::OnDelete::Restrict,
+                    Some("cascade") => safemap::OnDelete::Cascade,
+                    Some(other) => {
+                        let span = r.on_delete.as_ref().map_or(0..0, |o| o.span());
+                        return Err(err(
+                            span,
+                            field("on_delete"),
+                            format!("{other:?} is not \"restrict\" or \"cascade\""),
+                        ));
+                    }
+                };
+                policy.references.push(Reference {
+                    name: r.name.into_inner(),
+                    pointer: r.pointer.into_inner(),
+                    to: r.to.into_inner(),
+                    on_delete,
                 });
             }
             maps.insert(name, policy);
@@ -417,6 +503,17 @@ struct RawMap {
     delete_breaker: Option<Spanned<RawBreaker>>,
     #[serde(default)]
     deny_delete: Vec<RawDeny>,
+    #[serde(default)]
+    references: Vec<RawReference>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReference {
+    name: Spanned<String>,
+    pointer: Spanned<String>,
+    to: Spanned<String>,
+    on_delete: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -521,6 +618,46 @@ equals = "archived"
             prop_assert_eq!(&p.deny[0].pointer, &pointer);
             prop_assert_eq!(&p.deny[0].equals, &serde_json::json!(equals));
         }
+    }
+
+    #[test]
+    fn references_parse_and_bad_ones_name_line_field_and_value() {
+        let good = "[maps.orders]\n[maps.items]\n[[maps.items.references]]\nname = \"order\"\npointer = \"/order_id\"\nto = \"orders\"\non_delete = \"cascade\"\n[[maps.items.references]]\nname = \"self\"\npointer = \"/up\"\nto = \"items\"\n";
+        let c = parse(good).unwrap();
+        let r = &c.maps["items"].references;
+        assert_eq!(r[0].to, "orders");
+        assert_eq!(r[0].on_delete, safemap::OnDelete::Cascade);
+        assert_eq!(r[1].on_delete, safemap::OnDelete::Restrict);
+
+        let base =
+            "[maps.orders]\n[[maps.items.references]]\nname = \"order\"\npointer = \"/order_id\"\n";
+        let e = parse(&format!("{base}to = \"shipments\"\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (5, "maps.items.references[0].to")
+        );
+        assert!(e.to_string().contains("\"shipments\""), "{e}");
+        let e = parse(&format!("{base}to = \"orders\"\non_delete = \"nullify\"\n")).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (6, "maps.items.references[0].on_delete")
+        );
+        assert!(e.to_string().contains("nullify"), "{e}");
+        let e = parse(&format!(
+            "{base}to = \"orders\"\n{}",
+            base.replace("[maps.orders]\n", "").to_string() + "to = \"orders\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (7, "maps.items.references[1].name")
+        );
+        let e = parse("[maps.orders]\n[[maps.items.references]]\nname = \"o\"\npointer = \"order_id\"\nto = \"orders\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (4, "maps.items.references[0].pointer")
+        );
+        assert!(e.to_string().contains("order_id"), "{e}");
     }
 
     #[test]

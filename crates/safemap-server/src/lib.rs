@@ -9,13 +9,15 @@
 //!   (layout in `STORAGE.md`).
 //! - [`routes`] has one file per route group: parse → library call → wait until
 //!   durable → respond. Behaviour lives in the library.
+//! - [`references`] is the server's side of references between maps
+//!   (references.md): declared in the configuration, enforced by the library.
 //! - [`console`] is the web console at `/ui` (embedded page, read-only data views).
 //! - [`cli`] is the etcdctl-like client.
 //!
 //! Limits (all named here and in the config docs): request body 1 MiB, key
 //! 1024 bytes, list/audit page 1000, refresh 1000 entries, reason 512
 //! characters, 1024 concurrent connections, 10 000 maps, 1000 tokens, profiles
-//! up to 60 s, plans kept in memory only (a restart forgets unexecuted plans).
+//! up to 60 s, 20 referrers listed in a 409 `referenced`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -31,6 +33,7 @@ pub mod names;
 pub mod openapi;
 #[cfg(feature = "otlp")]
 pub mod otel;
+pub mod references;
 pub mod routes;
 pub mod server;
 pub mod state;

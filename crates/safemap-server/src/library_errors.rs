@@ -7,7 +7,9 @@
 //! map to their code, so a future library change cannot turn into a 500.
 
 use axum::http::StatusCode;
-use safemap::{DeleteError, ExecuteError, PutError, RestoreError, Revision, WatchError};
+use safemap::{
+    DeleteError, ExecuteError, PutError, Referrer, RefreshError, RestoreError, Revision, WatchError,
+};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -82,18 +84,104 @@ pub fn compacted(oldest: u64) -> ApiError {
     .with_details(json!({"oldest_revision": oldest}))
 }
 
-/// A conditional put that did not hold.
-pub fn put_error(e: PutError) -> ApiError {
+/// 409 `reference_missing`: a value refers through `reference` to `key`,
+/// which map `map` does not hold (`entry`: the refresh entry that does).
+pub fn reference_missing(reference: &str, map: &str, key: &str, entry: Option<&str>) -> ApiError {
+    let mut details = json!({"reference": reference, "map": map, "key": key});
+    let mut message =
+        format!("reference {reference:?} names key {key:?}, which map {map:?} does not hold");
+    if let Some(entry) = entry {
+        details["entry"] = json!(entry);
+        message = format!("entry {entry:?}: {message}; nothing was written");
+    }
+    ApiError::new(StatusCode::CONFLICT, "reference_missing", message).with_details(details)
+}
+
+/// 400 `invalid_reference`: a reference's pointer holds a string that cannot
+/// be a key (empty, or over 1024 bytes).
+pub fn invalid_reference(reference: &str, problem: &str, entry: Option<&str>) -> ApiError {
+    let mut details = json!({"reference": reference});
+    if let Some(entry) = entry {
+        details["entry"] = json!(entry);
+    }
+    ApiError::bad_request(
+        "invalid_reference",
+        format!("reference {reference:?} holds a string that cannot be a key: {problem}"),
+    )
+    .with_details(details)
+}
+
+/// A conditional put that did not hold. `target` names the key a reference
+/// of the value points at (the library names the reference, the server the key).
+pub fn put_error(e: PutError, target: impl Fn(&str) -> Option<String>) -> ApiError {
     match e {
         PutError::RevisionMismatch { current } => revision_mismatch(current),
         PutError::AlreadyExists { current } => already_exists(current),
+        PutError::ReferenceMissing { reference, map } => {
+            let key = target(&reference).unwrap_or_default();
+            reference_missing(&reference, &map, &key, None)
+        }
         other => ApiError::internal(other.to_string()),
     }
 }
 
-/// A single-key delete that was refused.
-pub fn delete_error(e: DeleteError, map: &str, key: &str) -> ApiError {
+/// A checked refresh that was refused: `entries` as given to the library
+/// (the error's `entry` indexes them); `target` as for [`put_error`].
+pub fn refresh_error<V>(
+    e: RefreshError,
+    entries: &[(String, V)],
+    target: impl Fn(&V, &str) -> Option<String>,
+) -> ApiError {
     match e {
+        RefreshError::ReferenceMissing {
+            entry,
+            reference,
+            map,
+        } => {
+            let (entry_key, key) = entries.get(entry).map_or_else(
+                || (String::new(), String::new()),
+                |(k, v)| (k.clone(), target(v, &reference).unwrap_or_default()),
+            );
+            reference_missing(&reference, &map, &key, Some(&entry_key))
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Most referrers a 409 `referenced` lists.
+pub const REFERENCED_LISTED: usize = 20;
+
+/// The JSON of a referrer: `{"map","key","reference"}`.
+pub fn referrer_json(r: &Referrer<String>) -> serde_json::Value {
+    json!({"map": &*r.map, "key": r.key, "reference": &*r.reference})
+}
+
+/// A single-key delete that was refused. `referrers` lists the first
+/// [`REFERENCED_LISTED`] referrers of the key, in (map, key, reference)
+/// order, for a 409 `referenced`.
+pub fn delete_error(
+    e: DeleteError,
+    map: &str,
+    key: &str,
+    referrers: impl FnOnce() -> Vec<Referrer<String>>,
+) -> ApiError {
+    match e {
+        DeleteError::Referenced { count, .. } => {
+            let listed: Vec<_> = referrers()
+                .iter()
+                .filter(|r| !(&*r.map == map && r.key == key))
+                .take(REFERENCED_LISTED)
+                .map(referrer_json)
+                .collect();
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "referenced",
+                format!(
+                    "{count} key(s) refer to {key:?} in map {map:?}; delete them first, or plan a cascade (delete-plans with \"cascade\": true)"
+                ),
+            )
+            .with_details(json!({"count": count, "referrers": listed}))
+        }
         DeleteError::NotFound => no_key(map, key),
         DeleteError::RevisionMismatch { current } => revision_mismatch(current),
         DeleteError::Vetoed { rule } => ApiError::new(

@@ -91,6 +91,7 @@ pub fn render(st: &Shared) -> String {
             ("mismatch", s.deletes.mismatch),
             ("breaker", s.deletes.breaker),
             ("not_found", s.deletes.not_found),
+            ("referenced", s.deletes.referenced),
         ] {
             metrics::counter!("safemap_deletes_total", "map" => name.clone(), "outcome" => outcome)
                 .absolute(n);

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::LimitedListener;
-use crate::routes::{audit, entries, ops, plans, restore, tokens, watch, whoami};
+use crate::routes::{audit, entries, ops, plans, referrers, restore, tokens, watch, whoami};
 use crate::state::{AppState, Shared};
 use crate::trace::TraceCtx;
 
@@ -54,6 +54,11 @@ pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         ),
         (
             Method::GET,
+            "/v1/maps/{map}/keys/{key}/referrers",
+            get(referrers::referrers),
+        ),
+        (
+            Method::GET,
             "/v1/maps/{map}/keys",
             get(entries::list_entries),
         ),
@@ -71,6 +76,11 @@ pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             Method::POST,
             "/v1/maps/{map}/delete-plans/{plan_id}/execute",
             post(plans::execute_plan),
+        ),
+        (
+            Method::GET,
+            "/v1/delete-plans/{plan_id}/tree",
+            get(plans::plan_tree),
         ),
         (
             Method::POST,

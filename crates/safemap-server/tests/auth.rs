@@ -61,6 +61,18 @@ fn cases() -> Vec<Case> {
             Some("delete"),
         ),
         c(
+            Method::GET,
+            "/v1/delete-plans/{plan_id}/tree",
+            "/v1/delete-plans/0000000000000000/tree",
+            Some("read"),
+        ),
+        c(
+            Method::GET,
+            "/v1/maps/{map}/keys/{key}/referrers",
+            "/v1/maps/m/keys/k/referrers",
+            Some("read"),
+        ),
+        c(
             Method::POST,
             "/v1/maps/{map}/restore",
             "/v1/maps/m/restore",

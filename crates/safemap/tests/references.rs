@@ -381,3 +381,44 @@ fn a_cascade_over_a_cycle_is_restored_whole() {
     assert_eq!(a.referrers(&"1".to_string(), None, 10).len(), 1);
     assert_eq!(b.referrers(&"1".to_string(), None, 10).len(), 1);
 }
+
+#[test]
+fn a_cascading_plan_reloaded_after_a_restart_executes_its_tree() {
+    let (orders, items) = pair(OnDelete::Cascade);
+    let _ = orders.insert("o-1".into(), row(None, 0));
+    let _ = items.insert("i-1".into(), row(Some("o-1"), 0));
+    let plan = orders.plan_remove_cascade(safemap::Selector::all());
+    assert_eq!(plan.count(), 2);
+    // A second life of the same maps (as a server's recovery rebuilds them):
+    // the plan comes back under its id with its tree and its count.
+    let (orders2, items2) = pair(OnDelete::Cascade);
+    let _ = orders2.insert("o-1".into(), orders.get("o-1").unwrap().value().clone());
+    let _ = items2.insert("i-1".into(), items.get("i-1").unwrap().value().clone());
+    let mut tree = plan.tree().to_vec();
+    for (node, current) in tree.iter_mut().zip([&orders2, &items2]) {
+        node.revision = current.get(&node.key).unwrap().revision();
+    }
+    orders2.load_plan_tree(
+        plan.id(),
+        plan.keys().to_vec(),
+        tree.clone(),
+        plan.expires_at(),
+    );
+    assert_eq!(orders2.planned_tree(plan.id()).unwrap(), tree);
+    assert!(matches!(
+        orders2.execute(plan.id(), 1, Reason::new("purge")),
+        Err(safemap::ExecuteError::ConfirmCountMismatch { expected: 2, .. })
+    ));
+    let report = orders2.execute(plan.id(), 2, Reason::new("purge")).unwrap();
+    assert_eq!(report.deleted, 2);
+    assert!(items2.get("i-1").is_none());
+    // Restored as a whole through the plan's map only.
+    assert_eq!(
+        items2.restore_plan(plan.id(), Reason::new("undo")),
+        Err(safemap::RestoreError::NotFound)
+    );
+    let undo = orders2
+        .restore_plan(plan.id(), Reason::new("undo"))
+        .unwrap();
+    assert_eq!((undo.restored.len(), undo.other_maps.len()), (1, 1));
+}

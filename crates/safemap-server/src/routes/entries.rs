@@ -16,8 +16,12 @@ use crate::extract::{
     Authed, CanDelete, CanRead, CanWrite, IfMatch, JsonBody, MapKey, MapName, Q, Trace, if_match,
     if_none_match, limit, reason,
 };
-use crate::library_errors::{already_exists, delete_error, no_key, put_error, revision_mismatch};
+use crate::library_errors::{
+    REFERENCED_LISTED, already_exists, delete_error, no_key, put_error, refresh_error,
+    revision_mismatch,
+};
 use crate::names::check_key;
+use crate::references::{check_value, target_of};
 use crate::state::AppState;
 
 /// Most entries in one refresh.
@@ -73,6 +77,8 @@ pub async fn put_entry(
         .with_details(json!({"header": "If-None-Match"})));
     }
     let text = reason(&headers, false)?;
+    let references = st.config.references_of(&map);
+    check_value(references, &value, None)?;
     st.check_writable()?;
     let m = st.map_or_create(&map)?;
     let why = reason_of(text, &a.0, &trace);
@@ -89,7 +95,21 @@ pub async fn put_entry(
         (Some(im), None) => Expect::Revision(im.pinned(current).map_err(revision_mismatch)?),
         _ => Expect::Any,
     };
-    let w = m.put(key.clone(), value, expect, &why).map_err(put_error)?;
+    // The keys the value refers to, for a 409 `reference_missing` (nothing
+    // for a map without references).
+    let targets: Vec<(&str, Option<String>)> = references
+        .iter()
+        .map(|r| (r.name.as_str(), target_of(references, &value, &r.name)))
+        .collect();
+    let target = |reference: &str| {
+        targets
+            .iter()
+            .find(|(name, _)| *name == reference)
+            .and_then(|(_, key)| key.clone())
+    };
+    let w = m
+        .put(key.clone(), value, expect, &why)
+        .map_err(|e| put_error(e, target))?;
     st.until_durable(&w).await?;
     let status = if w.created() {
         StatusCode::CREATED
@@ -132,7 +152,8 @@ pub async fn delete_entry(
             Err(current) => Err(DeleteError::RevisionMismatch { current }),
         },
     };
-    let removed = result.map_err(|e| delete_error(e, &map, &key))?;
+    let referrers = || m.referrers(&key, None, REFERENCED_LISTED + 1);
+    let removed = result.map_err(|e| delete_error(e, &map, &key, referrers))?;
     st.until_durable(&removed).await?;
     let mut resp = Json(json!({
         "key": key,
@@ -224,15 +245,30 @@ pub async fn refresh(
             ),
         ));
     }
-    for k in body.entries.keys() {
+    let references = st.config.references_of(&map);
+    for (k, v) in &body.entries {
         check_key(k)
             .map_err(|m| ApiError::bad_request("invalid_key", m).with_details(json!({"key": k})))?;
+        check_value(references, v, Some(k))?;
     }
     st.check_writable()?;
     let m = st.map_or_create(&map)?;
     let why = reason_of(text, &a.0, &trace);
     let keys: Vec<String> = body.entries.keys().cloned().collect();
-    let revs = m.refresh_with(body.entries, &why);
+    // Checked as one batch: entries of the batch count as present for each
+    // other, and one missing target refuses the whole batch (references.md).
+    let revs = if references.is_empty() {
+        m.refresh_with(body.entries, &why)
+    } else {
+        let entries: Vec<(String, Value)> = body.entries.into_iter().collect();
+        match m.refresh_checked(entries.clone(), &why) {
+            Ok(revs) => revs,
+            Err(e) => {
+                let target = |v: &Value, reference: &str| target_of(references, v, reference);
+                return Err(refresh_error(e, &entries, target));
+            }
+        }
+    };
     st.until_durable(revs.as_slice()).await?;
     let mut out = serde_json::Map::new();
     for (k, r) in keys.into_iter().zip(revs) {

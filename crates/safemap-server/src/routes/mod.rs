@@ -4,6 +4,7 @@ pub mod audit;
 pub mod entries;
 pub mod ops;
 pub mod plans;
+pub mod referrers;
 pub mod restore;
 pub mod tokens;
 pub mod watch;

@@ -75,15 +75,38 @@ pub async fn restore(
     };
     let report = result.map_err(|e| restore_error(e, what, &map))?;
     st.until_durable(&report).await?;
-    let restored: Vec<Value> = report
+    // A plan of a map that takes part in references may span maps: every
+    // item names its map (references.md), restored ones in the order they
+    // were written (parents first). Other restores keep http-api.md's shape.
+    let with_map =
+        (which.is_err() && st.config.has_references(&map)) || !report.other_maps.is_empty();
+    let item = |map: &str, key: &str, field: &str, value: Value| {
+        let mut item = json!({"key": key, field: value});
+        if with_map {
+            item["map"] = json!(map);
+        }
+        item
+    };
+    let mut restored: Vec<(u64, Value)> = report
         .restored
         .iter()
-        .map(|(k, r)| json!({"key": k, "revision": r.get()}))
+        .map(|(k, r)| (r.get(), item(&map, k, "revision", json!(r.get()))))
         .collect();
-    let skipped: Vec<Value> = report
+    let mut skipped: Vec<Value> = report
         .skipped
         .iter()
-        .map(|(k, why)| json!({"key": k, "why": why.as_str()}))
+        .map(|(k, why)| item(&map, k, "why", json!(why.as_str())))
         .collect();
+    for other in &report.other_maps {
+        match other.outcome {
+            Ok(r) => restored.push((
+                r.get(),
+                item(&other.map, &other.key, "revision", json!(r.get())),
+            )),
+            Err(why) => skipped.push(item(&other.map, &other.key, "why", json!(why.as_str()))),
+        }
+    }
+    restored.sort_by_key(|(revision, _)| *revision);
+    let restored: Vec<Value> = restored.into_iter().map(|(_, item)| item).collect();
     Ok(Json(json!({"restored": restored, "skipped": skipped})).into_response())
 }

@@ -40,7 +40,9 @@ impl<K> DurablePoint for ExecuteReport<K> {
 
 impl<K> DurablePoint for RestoreReport<K> {
     fn durable_target(&self) -> Option<Target> {
-        let last = self.restored.iter().map(|(_, r)| *r).max()?;
+        // A cascading plan's restore writes to other maps too.
+        let others = self.other_maps.iter().filter_map(|m| m.outcome.ok());
+        let last = self.restored.iter().map(|(_, r)| *r).chain(others).max()?;
         Some(Target::Revision(last.get()))
     }
 }

@@ -11,13 +11,17 @@ use crate::config::MapPolicy;
 use crate::error::ApiError;
 
 impl Shared {
-    /// Builds a map with its policy (configured or default) over the shared journal.
-    pub(super) fn build_map(&self, name: &str) -> Map {
+    /// Builds a map with its policy (configured or default) over the shared
+    /// journal, registered on it by name so that maps can refer to each other
+    /// (references.md). A reference's pointer names a key when it holds a
+    /// string; anything else refers to nothing.
+    pub(super) fn build_map(&self, name: &str) -> Result<Arc<Map>, String> {
         let MapPolicy {
             retention,
             breaker,
             deny,
             plan_ttl,
+            references,
         } = self.config.policy_for(name);
         let mut b = SafeMap::builder()
             .name(name)
@@ -34,7 +38,16 @@ impl Shared {
                 v.pointer(&pointer) == Some(&equals)
             });
         }
-        b.build()
+        for r in references {
+            let pointer = r.pointer;
+            b = b.references(r.name, r.to, r.on_delete, move |v: &Value| {
+                v.pointer(&pointer)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        }
+        b.build_shared()
+            .map_err(|e| format!("building map {name:?}: {e}"))
     }
 
     /// The map, if it exists.
@@ -62,7 +75,7 @@ impl Shared {
                 ),
             ));
         }
-        let m = Arc::new(self.build_map(name));
+        let m = self.build_map(name).map_err(ApiError::internal)?;
         maps.insert(name.to_string(), Arc::clone(&m));
         Ok(m)
     }

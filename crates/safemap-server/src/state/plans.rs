@@ -1,6 +1,7 @@
 //! Delete plans outlive a restart (STORAGE.md, "Delete plans"): each plan is
-//! written to storage when it is made and again when it is executed, and the
-//! plans not yet forgotten are put back into their maps at recovery.
+//! written to storage when it is made (a cascading plan with its whole tree)
+//! and again when it is executed, and the plans not yet forgotten are put
+//! back into their maps at recovery.
 //!
 //! Invariant: a plan is acknowledged (201) only once its row is durable, and
 //! an execution only once its deletes and the executed row are durable; the
@@ -11,11 +12,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use safemap::{Plan, PlanId, Revision};
+use safemap::{ExecuteError, Plan, PlanId, Revision, TreeNode};
 
 use super::{Map, Shared};
 use crate::error::ApiError;
-use crate::storage::{StoredPlan, now_ms};
+use crate::storage::{StoredNode, StoredPlan, now_ms};
 
 fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -35,6 +36,17 @@ impl Shared {
                 .collect(),
             expires_at_ms: ms(plan.expires_at()),
             executed: false,
+            tree: plan
+                .tree()
+                .iter()
+                .map(|n| StoredNode {
+                    map: n.map.to_string(),
+                    key: n.key.clone(),
+                    revision: n.revision.get(),
+                    parent: n.parent.as_ref().map(|(m, k)| (m.to_string(), k.clone())),
+                    depth: n.depth as u64,
+                })
+                .collect(),
         };
         self.write_plan(row).await
     }
@@ -48,8 +60,28 @@ impl Shared {
             keys: Vec::new(),
             expires_at_ms: now_ms(),
             executed: true,
+            tree: Vec::new(),
         };
         self.write_plan(row).await
+    }
+
+    /// The planned keys of a pending plan of any map, parents before
+    /// children (a plain plan's keys are roots). `NotFound` when no map
+    /// knows the plan, `Gone` when it was executed or expired.
+    pub fn planned_tree(&self, plan: PlanId) -> Result<Vec<TreeNode<String>>, ExecuteError> {
+        let mut gone = false;
+        for (_, map) in self.all_maps() {
+            match map.planned_tree(plan) {
+                Ok(tree) => return Ok(tree),
+                Err(ExecuteError::Gone) => gone = true,
+                Err(_) => {}
+            }
+        }
+        Err(if gone {
+            ExecuteError::Gone
+        } else {
+            ExecuteError::NotFound
+        })
     }
 
     async fn write_plan(&self, row: StoredPlan) -> Result<(), ApiError> {
@@ -94,7 +126,18 @@ pub(super) fn load_plans(
             .into_iter()
             .map(|(k, r)| (k, Revision::new(r)))
             .collect();
-        map.load_plan(id, keys, expires_at);
+        let tree = p
+            .tree
+            .into_iter()
+            .map(|n| TreeNode {
+                map: Arc::from(n.map.as_str()),
+                key: n.key,
+                revision: Revision::new(n.revision),
+                parent: n.parent.map(|(m, k)| (Arc::from(m.as_str()), k)),
+                depth: usize::try_from(n.depth).unwrap_or(usize::MAX),
+            })
+            .collect();
+        map.load_plan_tree(id, keys, tree, expires_at);
     }
     pending
 }

@@ -138,8 +138,13 @@ impl Shared {
         };
         {
             let mut maps = shared.maps.write().unwrap_or_else(|e| e.into_inner());
+            // Every map is built (and registered on the journal) before any
+            // entry is loaded: loading an entry indexes its references in the
+            // maps it refers to, so the referrer index is rebuilt from the
+            // recovered entries (STORAGE.md, "References").
             for name in &map_names {
-                maps.insert(name.clone(), Arc::new(shared.build_map(name)));
+                let map = shared.build_map(name).map_err(StorageError)?;
+                maps.insert(name.clone(), map);
             }
             let n_entries = entries.len();
             for (map, key, e) in entries {

@@ -8,9 +8,10 @@ use serde_json::Value;
 
 /// Version of the on-disk format, stored in `meta.format`: 1 was redb alone,
 /// 2 adds the write-ahead log (rows unchanged), 3 adds delete plans (the
-/// `plans` table and log records of kind 4). A server refuses a database of a
-/// newer format rather than ignore what it cannot read.
-pub const FORMAT_VERSION: u64 = 3;
+/// `plans` table and log records of kind 4), 4 adds the tree of a cascading
+/// plan to its row (`tree`, absent for other plans). A server refuses a
+/// database of a newer format rather than ignore what it cannot read.
+pub const FORMAT_VERSION: u64 = 4;
 
 /// A live entry, the row of the `entries` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +122,28 @@ pub struct StoredPlan {
     pub expires_at_ms: u64,
     /// Executed (used up): `keys` is empty.
     pub executed: bool,
+    /// A cascading plan's whole tree, parents before children, each root's
+    /// subtree contiguous (then `keys` holds the roots); absent (empty) for a
+    /// plain plan and once executed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tree: Vec<StoredNode>,
+}
+
+/// One planned key of a cascading plan's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredNode {
+    /// Its map.
+    pub map: String,
+    /// The key.
+    pub key: String,
+    /// The revision it is pinned at.
+    pub revision: u64,
+    /// The planned key it refers to, `(map, key)`; absent for a root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<(String, String)>,
+    /// 1 for a root, its parent's depth + 1 otherwise.
+    pub depth: u64,
 }
 
 /// How long a plan's row is kept past `expires_at_ms`: as long as the library
@@ -184,8 +207,13 @@ mod tests {
         #[test]
         fn plans_round_trip(keys in prop::collection::vec((".{1,16}", any::<u64>()), 0..8),
                             expires_at_ms in any::<u64>(), executed in any::<bool>()) {
+            let tree = keys.iter().enumerate().map(|(i, (k, r))| StoredNode {
+                map: "m".into(), key: k.clone(), revision: *r,
+                parent: (i > 0).then(|| ("m".to_string(), keys[0].0.clone())),
+                depth: if i == 0 { 1 } else { 2 },
+            }).collect();
             let p = StoredPlan { id: "00ff00ff00ff00ff".into(), map: "m".into(), keys,
-                                 expires_at_ms, executed };
+                                 expires_at_ms, executed, tree };
             let back: StoredPlan = decode(&encode(&p)).unwrap();
             prop_assert_eq!(back, p);
         }

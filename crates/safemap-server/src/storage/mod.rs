@@ -34,7 +34,7 @@ use std::time::Duration;
 use redb::Database;
 use tokio::sync::{oneshot, watch};
 
-pub use codec::{StoredEntry, StoredOp, StoredPlan, StoredRecord, StoredToken};
+pub use codec::{StoredEntry, StoredNode, StoredOp, StoredPlan, StoredRecord, StoredToken};
 pub use writer::{Msg, Persist, TokenOp, now_ms};
 
 /// Default redb page cache (64 MiB; redb's own default is 1 GiB).
@@ -492,6 +492,7 @@ mod plan_tests {
             },
             expires_at_ms,
             executed,
+            tree: Vec::new(),
         }
     }
 

@@ -199,9 +199,25 @@ where
     /// Puts back a plain (not cascading) plan made before a restart
     /// (recovery), under its original id: pending until `expires_at`,
     /// executable with the same confirmation count. A plan already expired
-    /// answers `Gone`, as it would have. A cascading plan's tree is not
-    /// reloaded: plan it again after a restart.
+    /// answers `Gone`, as it would have. A cascading plan is put back with
+    /// [`SafeMap::load_plan_tree`].
     pub fn load_plan(&self, id: PlanId, keys: Vec<(K, Revision)>, expires_at: SystemTime) {
+        self.load_plan_tree(id, keys, Vec::new(), expires_at);
+    }
+
+    /// Puts back a cascading plan made before a restart (recovery): its roots
+    /// (`keys`) and its whole tree as [`Plan::tree`] gave it (parents before
+    /// children, each root's subtree contiguous), under its original id and
+    /// executable until `expires_at` with the tree's count. An empty `tree`
+    /// is a plain plan ([`SafeMap::load_plan`]). The tree is not re-checked:
+    /// execution checks every key's pinned revision and referrers anyway.
+    pub fn load_plan_tree(
+        &self,
+        id: PlanId,
+        keys: Vec<(K, Revision)>,
+        tree: Vec<crate::plan::TreeNode<K>>,
+        expires_at: SystemTime,
+    ) {
         let now = Instant::now();
         let left = expires_at
             .duration_since(SystemTime::now())
@@ -210,7 +226,7 @@ where
             true => PlanSlot::Used { since: now },
             false => PlanSlot::Pending {
                 keys,
-                tree: Vec::new(),
+                tree,
                 expires: now + left,
             },
         };
@@ -241,8 +257,16 @@ where
         reason: impl Into<Reason>,
     ) -> Result<ExecuteReport<K>, ExecuteError> {
         let reason = reason.into();
-        let _span =
-            tracing::debug_span!("safemap.execute", map = %self.name, plan = %plan).entered();
+        // A cascading plan's tree size per map and depth are recorded on the
+        // span itself (references.md, "Observability").
+        let span = tracing::debug_span!(
+            "safemap.execute",
+            map = %self.name,
+            plan = %plan,
+            tree = tracing::field::Empty,
+            depth = tracing::field::Empty,
+        )
+        .entered();
         reason.check_for_removal()?;
         let (keys, tree) = {
             let mut book = self.plans.lock();
@@ -276,6 +300,8 @@ where
                 *counts.entry(&node.map).or_insert(0) += 1;
             }
             let depth = tree.iter().map(|n| n.depth).max().unwrap_or(0);
+            span.record("tree", tracing::field::debug(&counts));
+            span.record("depth", depth);
             let report = self.execute_tree(plan, &tree, &reason);
             tracing::debug!(
                 tree = ?counts,

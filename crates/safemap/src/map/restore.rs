@@ -143,6 +143,11 @@ where
         // A cascading plan removes each root last in its subtree: its newest
         // record is a root's, in the plan's map (known after a restart too).
         let made_here = all.last().is_some_and(|r| *r.map == *self.name);
+        if !made_here && !all.is_empty() {
+            // Another map's plan (a cascade reaching this map): restored
+            // only as a whole, through the map that made it.
+            return Err(RestoreError::NotFound);
+        }
         if made_here && all.iter().any(|r| !Arc::ptr_eq(&r.map, &self.name)) {
             if !all.iter().any(|r| self.within_retention(r)) {
                 return Err(RestoreError::RetentionExpired);

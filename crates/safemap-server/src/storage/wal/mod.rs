@@ -137,6 +137,7 @@ mod tests {
             keys: vec![("o-1".into(), 7)],
             expires_at_ms: 1_764_139_947_446,
             executed: false,
+            tree: Vec::new(),
         };
         for e in [
             Entry::TokenPut(tok),
