@@ -51,6 +51,11 @@ grep -q '^## 4. Memory' "$out/report/BENCHMARKS.md"
 grep -q '<svg' "$out/report/bench-charts/memory.svg"
 echo "ci-smoke: report ok"
 
+"$bin" references --ops 2000 --repeats 1 --json --quiet --report "$out/refs-report" > "$out/references.jsonl"
+# 4 maps x 3 operations.
+expect_lines "$out/references.jsonl" 12 references
+grep -q '^## 5. Reference cost' "$out/refs-report/BENCHMARKS.md"
+
 if [ "${SAFEMAP_BENCH_SERVERS:-0}" = 1 ]; then
   # The safemap server from this tree (skipped with a message if it does not build).
   if [ -z "${SAFEMAP_BIN:-}" ] && cargo build -q -p safemap-server; then

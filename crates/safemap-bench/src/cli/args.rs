@@ -41,6 +41,8 @@ pub enum Cmd {
     DeleteCost(DeleteArgs),
     /// Resident bytes per entry, then after removing 90 %.
     Memory(MemoryArgs),
+    /// What a declared reference costs the maps around it (ns per put, get, remove).
+    References(ReferencesArgs),
     /// safemap vs etcd vs redis over loopback.
     Server(ServerArgs),
     /// Every workload in turn (the server last).
@@ -122,6 +124,17 @@ pub struct DeleteArgs {
     pub repeats: usize,
 }
 
+/// Options of `references`.
+#[derive(Debug, Clone, Args)]
+pub struct ReferencesArgs {
+    /// Keys per map.
+    #[arg(long, default_value_t = 100_000)]
+    pub ops: u64,
+    /// Rounds; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+}
+
 /// Options of `memory`.
 #[derive(Debug, Clone, Args)]
 pub struct MemoryArgs {
@@ -162,7 +175,7 @@ pub struct AllArgs {
     /// Tiny sizes everywhere (a smoke run of a few seconds).
     #[arg(long)]
     pub quick: bool,
-    /// Skip these workloads (comma-separated: incident, mixes, delete-cost, memory, server).
+    /// Skip these workloads (comma-separated: incident, mixes, delete-cost, memory, references, server).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
     /// Length of each server phase.

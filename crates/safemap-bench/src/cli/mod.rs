@@ -9,13 +9,14 @@ use serde::Serialize;
 mod args;
 
 pub use args::{
-    AllArgs, Cli, Cmd, DeleteArgs, IncidentArgs, MemoryArgs, MixesArgs, ServerArgs, parse_duration,
+    AllArgs, Cli, Cmd, DeleteArgs, IncidentArgs, MemoryArgs, MixesArgs, ReferencesArgs, ServerArgs,
+    parse_duration,
 };
 
 use crate::machine::Machine;
 use crate::progress::Progress;
 use crate::report::{self, Results, Target};
-use crate::workloads::{delete_cost, incident, memory, mixes, server};
+use crate::workloads::{delete_cost, incident, memory, mixes, references, server};
 /// Prints rows as JSON lines or readable lines.
 struct Out {
     json: bool,
@@ -175,6 +176,21 @@ fn run_memory(a: &MemoryArgs, p: &Progress, out: &Out, r: &mut Results) {
     }
 }
 
+fn run_references(a: &ReferencesArgs, p: &Progress, out: &Out, r: &mut Results) {
+    let cfg = references::Config {
+        ops: a.ops.max(1),
+        repeats: a.repeats.max(1),
+    };
+    r.references_config = Some(format!(
+        "{} keys per map, median of {} rounds after a warm-up round.",
+        cfg.ops, cfg.repeats
+    ));
+    match references::run(&cfg, p, |row| out.row("references", row)) {
+        Ok(rows) => r.references = rows,
+        Err(e) => r.skipped.push(format!("references: {e}")),
+    }
+}
+
 fn run_server(a: &ServerArgs, p: &Progress, out: &Out, r: &mut Results) {
     let cfg = server::Config {
         connections: a.connections.max(1),
@@ -230,6 +246,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Cmd::Mixes(a) => run_mixes(a, &progress, &out, &mut results),
         Cmd::DeleteCost(a) => run_delete(a, &progress, &out, &mut results),
         Cmd::Memory(a) => run_memory(a, &progress, &out, &mut results),
+        Cmd::References(a) => run_references(a, &progress, &out, &mut results),
         Cmd::Server(a) => run_server(a, &progress, &out, &mut results),
         Cmd::All(a) => run_all(a, &progress, &out, &mut results),
         Cmd::Render { results: file } => {
@@ -301,6 +318,13 @@ fn run_all(a: &AllArgs, p: &Progress, out: &Out, r: &mut Results) {
             variants: Vec::new(),
         };
         run_memory(&args, p, out, r);
+    }
+    if !skip("references") {
+        let args = ReferencesArgs {
+            ops: if q { 1_000 } else { 100_000 },
+            repeats: if q { 1 } else { 5 },
+        };
+        run_references(&args, p, out, r);
     }
     if !skip("server") {
         let args = ServerArgs {

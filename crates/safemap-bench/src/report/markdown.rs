@@ -7,7 +7,7 @@ use super::charts::{Chart, si};
 use super::{Results, Target, ratio};
 use crate::machine::Machine;
 use crate::peers::HASHER_POLICY;
-use crate::workloads::{delete_cost, incident, memory, mixes};
+use crate::workloads::{delete_cost, incident, memory, mixes, references};
 
 /// The note on shared, noisy machines that every report carries.
 pub const SHARED_CPU_NOTE: &str = "The machine is shared: other engineers' builds and tests ran on the same 2 cores during this run, \
@@ -33,6 +33,7 @@ pub fn render(
     mixes_section(&mut s, r, charts, target);
     delete_section(&mut s, r, charts, target);
     memory_section(&mut s, r, charts, target);
+    references_section(&mut s, r);
     server_section(&mut s, r, charts, target);
     if !r.skipped.is_empty() {
         let _ = writeln!(s, "## Skipped\n");
@@ -402,11 +403,57 @@ fn memory_section(s: &mut String, r: &Results, charts: &[Chart], target: &Target
     chart_links(s, charts, target, "memory");
 }
 
+fn references_section(s: &mut String, r: &Results) {
+    if r.references.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## 5. Reference cost\n");
+    if let Some(c) = &r.references_config {
+        let _ = writeln!(s, "{c}\n");
+    }
+    let _ = writeln!(
+        s,
+        "| map | what it is | put ns/op | get ns/op | remove ns/op | put × plain | get × plain | remove × plain |"
+    );
+    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|");
+    let ns = |variant: &str, op: &str| {
+        r.references
+            .iter()
+            .find(|x| x.variant == variant && x.op == op)
+            .map(|x| x.ns_per_op)
+    };
+    for (variant, what) in references::VARIANTS {
+        let cells: Vec<String> = references::OPS
+            .iter()
+            .map(|op| ns(variant, op).map_or("–".into(), |v| format!("{v:.0}")))
+            .collect();
+        let ratios: Vec<String> = references::OPS
+            .iter()
+            .map(|op| match ns(variant, op) {
+                Some(v) => ratio(v, ns("plain", op)),
+                None => "–".into(),
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {variant} | {what} | {} | {} |",
+            cells.join(" | "),
+            ratios.join(" | ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nOne thread, `u64 → u64` (the value is the key referred to), each op over every key of a freshly built map. \
+         A put of `referring` checks that its target exists and indexes the reference; a removal from `referred-to` \
+         looks up the referrer index (and finds nobody). Hasher: {HASHER_POLICY}.\n"
+    );
+}
+
 fn server_section(s: &mut String, r: &Results, charts: &[Chart], target: &Target) {
     if r.server.is_empty() {
         return;
     }
-    let _ = writeln!(s, "## 5. Servers over loopback\n");
+    let _ = writeln!(s, "## 6. Servers over loopback\n");
     if let Some(c) = &r.server_config {
         let _ = writeln!(s, "{c}\n");
     }

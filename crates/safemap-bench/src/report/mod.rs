@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
-use crate::workloads::{delete_cost, incident, memory, mixes, server};
+use crate::workloads::{delete_cost, incident, memory, mixes, references, server};
 
 /// Everything one run measured, plus what it skipped and why.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -30,6 +30,12 @@ pub struct Results {
     pub memory: Vec<memory::Row>,
     /// Parameters of the memory run, in words.
     pub memory_config: Option<String>,
+    /// Reference-cost rows (absent from results written before it existed).
+    #[serde(default)]
+    pub references: Vec<references::Row>,
+    /// Parameters of the reference-cost run, in words.
+    #[serde(default)]
+    pub references_config: Option<String>,
     /// Server rows.
     pub server: Vec<server::Row>,
     /// Parameters of the server run, in words.

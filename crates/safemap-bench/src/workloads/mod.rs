@@ -8,4 +8,5 @@ pub mod incident;
 pub mod memory;
 pub mod mix_clock;
 pub mod mixes;
+pub mod references;
 pub mod server;
