@@ -200,6 +200,9 @@
 //!   answer `Gone` for a day, `NotFound` after.
 
 #![warn(missing_docs)]
+// The workspace denies `unsafe`; the engine's table alone allows it (argued
+// there, with loom tests and valgrind runs).
+#![deny(unsafe_code)]
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

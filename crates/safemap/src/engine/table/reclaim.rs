@@ -1,0 +1,275 @@
+//! Epoch-based reclamation in which readers only announce themselves and
+//! writers do all the work.
+//!
+//! * A reader **pins**: it copies the global epoch into its thread's slot and
+//!   issues one `SeqCst` fence (nested pins on one thread reuse the outer one).
+//!   Unpinning stores [`IDLE`]. A reader never frees, never waits and never
+//!   loops (except once per thread, to find a free slot on its first pin).
+//! * A writer that unlinks a node or an array tags it with
+//!   [`retire_epoch`] (read after the unlink) and keeps it in its shard's
+//!   garbage list. From time to time it asks [`reclaimable_below`], which
+//!   advances the epoch and scans the slots; garbage tagged strictly below the
+//!   answer is freed by the writer.
+//!
+//! Why a reader can never hold freed memory. Let a writer `W` unlink `P`
+//! (store, then fence `F_w`, then `t = epoch`), and a reader `R` pinned at
+//! epoch `e` (SeqCst load of the epoch, slot store, fence `F_r`) load `P`
+//! afterwards. If `F_w` preceded `F_r` in the single total order `S` of
+//! SeqCst operations, `R`'s load (sequenced after `F_r`) would observe the
+//! unlink (C++20 [atomics.order], fence–fence rule), so `R` could not have
+//! loaded `P`: hence `F_r` precedes `F_w` in `S`. Then `R`'s SeqCst load of the
+//! epoch precedes `W`'s in `S`; every epoch modification is a SeqCst
+//! `fetch_add`, so `W` reads a value at least as new: `e <= t`. The collector
+//! `C` (`W` itself or a later holder of the shard's lock, whose fence `F_c`
+//! comes after `F_w` in `S` through that lock) reads `R`'s slot after `F_c`,
+//! and by the same fence–fence rule sees `R`'s announcement of `e` or a later
+//! store: either `IDLE` by `R`'s unpin (released: `R`'s reads happen before
+//! the free through the Acquire load of the slot), or a later pin, which by
+//! the same argument announces an epoch `<= t` if it too holds `P`. So the
+//! minimum `C` computes is `<= e <= t` while `R` may hold `P`, and `P`
+//! (tagged `t`) is not freed.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ptr;
+
+use crossbeam_utils::CachePadded;
+
+use super::primitive::{AtomicBool, AtomicPtr, AtomicU64, Ordering, fence};
+
+/// A slot's epoch while its thread holds no pin. Real epochs start at 1.
+const IDLE: u64 = 0;
+
+/// The epoch and the registry of reader slots, shared by every table of the
+/// process (a pin protects entries of any table).
+struct Global {
+    epoch: AtomicU64,
+    /// A push-only list of slots; a slot outlives its thread and is reused.
+    slots: AtomicPtr<Slot>,
+}
+
+/// One thread's announcement.
+struct Slot {
+    /// [`IDLE`], or the epoch read at the start of the thread's outermost pin.
+    epoch: CachePadded<AtomicU64>,
+    /// Whether a live thread owns the slot.
+    owned: AtomicBool,
+    /// The next slot of the registry: written before the slot is published,
+    /// never after.
+    next: *mut Slot,
+}
+
+impl Global {
+    #[cfg(loom)]
+    fn new() -> Self {
+        Global {
+            epoch: AtomicU64::new(1),
+            slots: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+#[cfg(loom)]
+impl Drop for Global {
+    fn drop(&mut self) {
+        let mut p = self.slots.load(Ordering::Relaxed);
+        while !p.is_null() {
+            // SAFETY: the registry's slots were made by `Box::into_raw` and are
+            // freed only here, when the (per-execution, under loom) registry
+            // itself goes away and no thread can reach them any more.
+            let slot = unsafe { Box::from_raw(p) };
+            p = slot.next;
+        }
+    }
+}
+
+#[cfg(not(loom))]
+static GLOBAL: Global = Global {
+    epoch: AtomicU64::new(1),
+    slots: AtomicPtr::new(ptr::null_mut()),
+};
+
+#[cfg(not(loom))]
+fn global() -> &'static Global {
+    &GLOBAL
+}
+
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref GLOBAL: Global = Global::new();
+}
+
+#[cfg(loom)]
+fn global() -> &'static Global {
+    &GLOBAL
+}
+
+// SAFETY (for both impls): a `Slot`'s only non-atomic field, `next`, is
+// written before the slot is published (Release in `acquire_slot`) and never
+// after, so sharing it between threads is sound.
+unsafe impl Send for Slot {}
+unsafe impl Sync for Slot {}
+
+/// A thread's handle: its slot (found on the first pin) and pin depth.
+struct Local {
+    slot: Cell<*const Slot>,
+    depth: Cell<usize>,
+}
+
+impl Local {
+    const fn new() -> Self {
+        Local {
+            slot: Cell::new(ptr::null()),
+            depth: Cell::new(0),
+        }
+    }
+
+    fn slot(&self) -> &'static Slot {
+        let mut slot = self.slot.get();
+        if slot.is_null() {
+            slot = acquire_slot();
+            self.slot.set(slot);
+        }
+        // SAFETY: slots are never freed while the registry lives (outside
+        // loom: never), and this thread owns this one until `Local` drops.
+        unsafe { &*slot }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let slot = self.slot.get();
+        if !slot.is_null() {
+            // SAFETY: as in `Local::slot`.
+            let slot = unsafe { &*slot };
+            // Release: a collector that reads IDLE (Acquire) is ordered after
+            // every read this thread made while pinned.
+            slot.epoch.store(IDLE, Ordering::Release);
+            // Release pairs with the Acquire CAS of the next owner.
+            slot.owned.store(false, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static LOCAL: Local = const { Local::new() };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static LOCAL: Local = Local::new();
+}
+
+/// Finds a free slot or registers a new one (once per thread).
+fn acquire_slot() -> *const Slot {
+    let global = global();
+    // Acquire pairs with the Release CAS that published each slot (its `next`).
+    let mut p = global.slots.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: published slots are never freed while the registry lives.
+        let slot = unsafe { &*p };
+        // Acquire pairs with the Release store of the previous owner's exit.
+        if slot
+            .owned
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return p;
+        }
+        p = slot.next;
+    }
+    let fresh = Box::into_raw(Box::new(Slot {
+        epoch: CachePadded::new(AtomicU64::new(IDLE)),
+        owned: AtomicBool::new(true),
+        next: ptr::null_mut(),
+    }));
+    let mut head = global.slots.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: `fresh` is not yet published: this thread is its only user.
+        unsafe { (*fresh).next = head };
+        // Release publishes `next` (and the slot's initial state).
+        match global
+            .slots
+            .compare_exchange_weak(head, fresh, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => return fresh,
+            Err(current) => head = current,
+        }
+    }
+}
+
+/// Proof that the current thread is pinned: nothing retired after the pin
+/// began is freed while it lives. Not `Send`: a pin belongs to its thread.
+#[must_use = "a guard protects reads only while it lives"]
+pub(crate) struct Guard<'t> {
+    _not_send: PhantomData<*const ()>,
+    _table: PhantomData<&'t ()>,
+}
+
+impl Guard<'_> {
+    pub(super) fn pin() -> Self {
+        LOCAL.with(|local| {
+            let depth = local.depth.get();
+            if depth == 0 {
+                let slot = local.slot();
+                let epoch = global().epoch.load(Ordering::SeqCst);
+                // Relaxed: the SeqCst fence right after orders this store
+                // before every load of the pin (see the module documentation).
+                slot.epoch.store(epoch, Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+            }
+            local.depth.set(depth + 1);
+        });
+        Guard {
+            _not_send: PhantomData,
+            _table: PhantomData,
+        }
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        // `try_with`: a guard dropped while the thread's locals are torn down
+        // finds its slot already released by `Local::drop`.
+        let _ = LOCAL.try_with(|local| {
+            let depth = local.depth.get() - 1;
+            local.depth.set(depth);
+            if depth == 0 {
+                // Release: a collector that reads IDLE (Acquire) is ordered
+                // after every read made under this pin.
+                local.slot().epoch.store(IDLE, Ordering::Release);
+            }
+        });
+    }
+}
+
+/// The tag of garbage unlinked (by this thread) before the call.
+pub(super) fn retire_epoch() -> u64 {
+    // SeqCst fence `F_w` and SeqCst load: see the module documentation.
+    fence(Ordering::SeqCst);
+    global().epoch.load(Ordering::SeqCst)
+}
+
+/// Garbage tagged strictly below the answer is held by no reader. Advances
+/// the epoch, so that later pins do not hold back what is retired now.
+pub(super) fn reclaimable_below() -> u64 {
+    let global = global();
+    let now = global.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+    // SeqCst fence `F_c`: see the module documentation.
+    fence(Ordering::SeqCst);
+    let mut below = now;
+    // Acquire pairs with the Release CAS that published each slot.
+    let mut p = global.slots.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: published slots are never freed while the registry lives.
+        let slot = unsafe { &*p };
+        // Acquire pairs with the Release store of IDLE in unpin.
+        let epoch = slot.epoch.load(Ordering::Acquire);
+        if epoch != IDLE {
+            below = below.min(epoch);
+        }
+        p = slot.next;
+    }
+    below
+}
