@@ -4,7 +4,7 @@
 //! `Liveness` cell; a reader that finds no value for a key being refreshed
 //! fails an assertion.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p safemap
+//! Run: `RUSTFLAGS="--cfg safemap_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p safemap
 //! --lib --release engine::table::loom_tests` (a target directory of its own
 //! keeps the normal build's cache intact).
 

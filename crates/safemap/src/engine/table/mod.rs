@@ -34,11 +34,10 @@
 //! until it finds the key or a null slot: at most the array's length, and in
 //! practice one or two slots since arrays stay at most 3/4 full.
 
-
 mod primitive;
 mod reclaim;
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, safemap_loom))]
 mod loom_tests;
 #[cfg(test)]
 mod tests;
@@ -56,23 +55,23 @@ use super::{KeyGuard, KeyLocks};
 use crate::entry::Versioned;
 
 /// Bits of the hash that pick the shard (and the write stripe).
-#[cfg(not(loom))]
+#[cfg(not(safemap_loom))]
 pub(crate) const SHARD_BITS: u32 = 8;
-#[cfg(loom)]
+#[cfg(safemap_loom)]
 pub(crate) const SHARD_BITS: u32 = 1;
 /// The number of shards, equal to the number of key stripes.
 pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
 /// The smallest array a shard holds (tiny under loom, so that its tests
 /// reach a resize in a few steps).
-#[cfg(not(loom))]
+#[cfg(not(safemap_loom))]
 const MIN_SLOTS: usize = 8;
-#[cfg(loom)]
+#[cfg(safemap_loom)]
 const MIN_SLOTS: usize = 2;
 /// Garbage a shard's writer lets accumulate before it tries to free some
 /// (every time under loom, so that its tests free while readers run).
-#[cfg(not(loom))]
+#[cfg(not(safemap_loom))]
 const COLLECT_EVERY: usize = 32;
-#[cfg(loom)]
+#[cfg(safemap_loom)]
 const COLLECT_EVERY: usize = 1;
 
 /// A key and its entry; immutable once published.

@@ -1,9 +1,9 @@
 //! The atomics of the table and its reclaimer: std's, or loom's under
-//! `--cfg loom` (the loom tests of `loom_tests.rs` explore their orderings).
+//! `--cfg safemap_loom` (the loom tests of `loom_tests.rs` explore their orderings).
 
-#[cfg(loom)]
+#[cfg(safemap_loom)]
 pub(super) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, fence};
-#[cfg(not(loom))]
+#[cfg(not(safemap_loom))]
 pub(super) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, fence};
 
 pub(super) use std::sync::atomic::Ordering;
@@ -14,20 +14,20 @@ pub(super) use std::sync::atomic::Ordering;
 /// data race. Nothing otherwise.
 #[derive(Debug, Default)]
 pub(super) struct Liveness {
-    #[cfg(loom)]
+    #[cfg(safemap_loom)]
     cell: loom::cell::UnsafeCell<()>,
 }
 
 impl Liveness {
     #[inline(always)]
     pub(super) fn read(&self) {
-        #[cfg(loom)]
+        #[cfg(safemap_loom)]
         self.cell.with(|_| ());
     }
 
     #[inline(always)]
     pub(super) fn free(&self) {
-        #[cfg(loom)]
+        #[cfg(safemap_loom)]
         self.cell.with_mut(|_| ());
     }
 }

@@ -45,6 +45,9 @@ const IDLE: u64 = 0;
 struct Global {
     epoch: AtomicU64,
     /// A push-only list of slots; a slot outlives its thread and is reused.
+    /// Slots are never freed (one per thread that ever pinned, at most the
+    /// peak number of live threads), not even under loom, where the thread
+    /// locals of an execution are dropped after its statics.
     slots: AtomicPtr<Slot>,
 }
 
@@ -60,7 +63,7 @@ struct Slot {
 }
 
 impl Global {
-    #[cfg(loom)]
+    #[cfg(safemap_loom)]
     fn new() -> Self {
         Global {
             epoch: AtomicU64::new(1),
@@ -69,37 +72,23 @@ impl Global {
     }
 }
 
-#[cfg(loom)]
-impl Drop for Global {
-    fn drop(&mut self) {
-        let mut p = self.slots.load(Ordering::Relaxed);
-        while !p.is_null() {
-            // SAFETY: the registry's slots were made by `Box::into_raw` and are
-            // freed only here, when the (per-execution, under loom) registry
-            // itself goes away and no thread can reach them any more.
-            let slot = unsafe { Box::from_raw(p) };
-            p = slot.next;
-        }
-    }
-}
-
-#[cfg(not(loom))]
+#[cfg(not(safemap_loom))]
 static GLOBAL: Global = Global {
     epoch: AtomicU64::new(1),
     slots: AtomicPtr::new(ptr::null_mut()),
 };
 
-#[cfg(not(loom))]
+#[cfg(not(safemap_loom))]
 fn global() -> &'static Global {
     &GLOBAL
 }
 
-#[cfg(loom)]
+#[cfg(safemap_loom)]
 loom::lazy_static! {
     static ref GLOBAL: Global = Global::new();
 }
 
-#[cfg(loom)]
+#[cfg(safemap_loom)]
 fn global() -> &'static Global {
     &GLOBAL
 }
@@ -130,8 +119,8 @@ impl Local {
             slot = acquire_slot();
             self.slot.set(slot);
         }
-        // SAFETY: slots are never freed while the registry lives (outside
-        // loom: never), and this thread owns this one until `Local` drops.
+        // SAFETY: slots are never freed, and this thread owns this one until
+        // `Local` drops.
         unsafe { &*slot }
     }
 }
@@ -151,12 +140,12 @@ impl Drop for Local {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(safemap_loom))]
 thread_local! {
     static LOCAL: Local = const { Local::new() };
 }
 
-#[cfg(loom)]
+#[cfg(safemap_loom)]
 loom::thread_local! {
     static LOCAL: Local = Local::new();
 }
@@ -167,7 +156,7 @@ fn acquire_slot() -> *const Slot {
     // Acquire pairs with the Release CAS that published each slot (its `next`).
     let mut p = global.slots.load(Ordering::Acquire);
     while !p.is_null() {
-        // SAFETY: published slots are never freed while the registry lives.
+        // SAFETY: slots are never freed.
         let slot = unsafe { &*p };
         // Acquire pairs with the Release store of the previous owner's exit.
         if slot
@@ -262,7 +251,7 @@ pub(super) fn reclaimable_below() -> u64 {
     // Acquire pairs with the Release CAS that published each slot.
     let mut p = global.slots.load(Ordering::Acquire);
     while !p.is_null() {
-        // SAFETY: published slots are never freed while the registry lives.
+        // SAFETY: slots are never freed.
         let slot = unsafe { &*p };
         // Acquire pairs with the Release store of IDLE in unpin.
         let epoch = slot.epoch.load(Ordering::Acquire);
