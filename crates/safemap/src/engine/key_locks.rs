@@ -6,8 +6,9 @@ use crossbeam_utils::CachePadded;
 use crate::sync::{Mutex, MutexGuard};
 
 /// Per-key write locks, striped by hash: a key's writes hold the stripe its
-/// hash picks, which is also its shard of the table (see `table`), so the
-/// holder of a stripe is the only writer of that shard.
+/// hash picks (the engine's table picks it; in the sharded table the stripe
+/// is also the key's shard, so the holder of a stripe is the only writer of
+/// that shard).
 ///
 /// Invariant: every write to a key holds that key's stripe from reading the
 /// current entry to publishing the new one, so a write's condition (expected
@@ -20,9 +21,9 @@ use crate::sync::{Mutex, MutexGuard};
 /// admits one such writer at a time, and takes several stripes (of several
 /// maps) in a fixed order (see `refs`).
 ///
-/// The stripe is picked by the table from the map's own hasher (one hash per
-/// read). With the default `RandomState` keys an attacker chose cannot be made
-/// to share a stripe; with a fixed hasher they only serialise their own writes.
+/// The papaya engine picks stripes with a per-map seeded hasher; the sharded
+/// table with the map's own hasher (one hash per read). Either way keys an
+/// attacker chose to share a stripe only serialise their own writes.
 pub(crate) struct KeyLocks {
     stripes: Box<[CachePadded<Mutex<()>>]>,
 }

@@ -70,6 +70,9 @@ where
     /// the small arrays of emptied shards. Takes each write stripe in turn:
     /// writes wait for at most one shard's rebuild, reads never wait.
     ///
+    /// Only with the cargo feature `sharded-table` (the default engine,
+    /// papaya, cannot shrink on request).
+    ///
     /// # Examples
     ///
     /// ```
@@ -81,6 +84,7 @@ where
     /// map.shrink_to_fit();
     /// assert!(map.is_empty());
     /// ```
+    #[cfg(feature = "sharded-table")]
     pub fn shrink_to_fit(&self) {
         self.table.shrink_to_fit();
     }

@@ -8,8 +8,15 @@
 //! ([`KeyLocks`]), so a writer holding the stripe is the only writer of the
 //! shard. A shard is an atomic pointer to an [`Array`] (null while empty): a
 //! power-of-two number of slots, probed linearly from the hash's next bits.
-//! A slot is null (never used), [`TOMBSTONE`] (a removed entry) or a pointer
-//! to a boxed [`Node`] holding the key and its `Versioned` value.
+//! A slot is null (never used), the tombstone (a removed entry) or a pointer
+//! to a boxed [`Node`] holding the key and its `Versioned` value. Beside the
+//! slots, one control byte per slot ([`EMPTY`], [`DELETED`] or a 7-bit hash
+//! tag with the top bit set) lets a probe run over a compact array (one byte
+//! a slot, which stays in cache where the slots do not) and load a slot only
+//! when its tag matches: a lookup of an absent key touches no slot. On 64-bit
+//! x86 and ARM the pointer carries 16 bits of the key's hash in its unused top
+//! bits ([`TAG_SHIFT`]), so a probe skips other keys' slots without loading
+//! their nodes (each a cache miss).
 //!
 //! # Writes (holding the stripe)
 //!
@@ -49,7 +56,7 @@ use std::ptr::{self, NonNull};
 
 use crossbeam_utils::CachePadded;
 
-use self::primitive::{AtomicPtr, AtomicUsize, Liveness, Ordering};
+use self::primitive::{AtomicPtr, AtomicU8, AtomicUsize, Liveness, Ordering};
 pub(crate) use self::reclaim::Guard;
 use super::{KeyGuard, KeyLocks};
 use crate::entry::Versioned;
@@ -85,7 +92,22 @@ struct Node<K, V> {
 struct Array<K, V> {
     /// `slots.len() - 1` (a power of two minus one).
     mask: usize,
+    /// One control byte per slot: [`EMPTY`], [`DELETED`] or [`control_of`]
+    /// the key's hash. A slot's byte is written after its pointer (both
+    /// Release), and goes from `EMPTY` to anything but never back: a probe
+    /// that meets `EMPTY` has passed every slot the key could be in.
+    control: Box<[AtomicU8]>,
     slots: Box<[AtomicPtr<Node<K, V>>]>,
+}
+
+/// Control byte of a slot that was never used: probes stop here.
+const EMPTY: u8 = 0;
+/// Control byte of a removed entry's slot (its pointer is the tombstone).
+const DELETED: u8 = 1;
+
+/// The control byte of a key with `hash`: 7 bits of it, top bit set.
+fn control_of(hash: u64) -> u8 {
+    0x80 | (hash >> 57) as u8
 }
 
 /// What a shard's writer owns besides the slots. Accessed only by the holder
@@ -149,6 +171,7 @@ impl<K, V> Array<K, V> {
         debug_assert!(n.is_power_of_two());
         Box::new(Array {
             mask: n - 1,
+            control: (0..n).map(|_| AtomicU8::new(EMPTY)).collect(),
             slots: (0..n).map(|_| AtomicPtr::new(empty())).collect(),
         })
     }
@@ -253,9 +276,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        // Acquire pairs with the Release store that published the array (its
-        // slots' initial state and the node pointers copied into it).
-        let array = self.heads[shard_of(hash)].load(Ordering::Acquire);
+        // SeqCst: the pin's ordering argument (see `reclaim`) needs the read
+        // side's loads in the SeqCst order (plain loads on x86); it also
+        // acquires the Release store that published the array.
+        let array = self.heads[shard_of(hash)].load(Ordering::SeqCst);
         if array.is_null() {
             return None;
         }
@@ -263,18 +287,28 @@ where
         // it is unlinked from `heads` and freed only when no pin that could
         // have loaded it remains (see `reclaim`).
         let array = unsafe { &*array };
+        let tag = tag_of(hash);
+        let control = control_of(hash);
         let mut i = probe_start(hash, array.mask);
         for _ in 0..=array.mask {
-            // Acquire pairs with the Release store that published the node.
-            let node = array.slots[i].load(Ordering::Acquire);
-            if node.is_null() {
+            // Acquire pairs with the Release store of the byte, made after
+            // the slot's pointer.
+            let byte = array.control[i].load(Ordering::Acquire);
+            if byte == EMPTY {
                 return None;
             }
-            if node != tombstone() {
+            if byte != control {
+                i = (i + 1) & array.mask;
+                continue;
+            }
+            // SeqCst: as for the array; it also acquires the Release store
+            // that published the node.
+            let slot = array.slots[i].load(Ordering::SeqCst);
+            if slot.addr() & TAG_MASK == tag && !slot.is_null() && slot != tombstone() {
                 // SAFETY: as for the array: a node is retired after its slot
                 // stops pointing to it and freed only when no pin remains that
                 // could have loaded it. Nodes are immutable once published.
-                let node = unsafe { &*node };
+                let node = unsafe { &*untagged(slot) };
                 node.liveness.read();
                 if node.key.borrow() == key {
                     return Some((&node.key, &node.value));
@@ -304,8 +338,8 @@ where
         let arrays = self
             .heads
             .iter()
-            // Acquire: as in `Table::get`.
-            .map(|head| head.load(Ordering::Acquire))
+            // SeqCst: as in `Table::get`.
+            .map(|head| head.load(Ordering::SeqCst))
             .filter(|array| !array.is_null())
             // SAFETY: as in `Table::get`: the iterator borrows a guard.
             .map(|array| unsafe { &*array })
@@ -343,10 +377,11 @@ where
         let state = unsafe { self.state(shard) };
         // SAFETY: `node` is ours until published.
         let key = unsafe { &(*node).key };
+        let node = tagged(node, tag_of(hash));
         match self.find(shard, hash, key) {
             Found::At(array, i, old) => {
                 // Release publishes the node's contents to readers (their
-                // Acquire load of the slot).
+                // Acquire load of the slot). The control byte stays: same key.
                 array.slots[i].store(node, Ordering::Release);
                 state
                     .garbage
@@ -365,8 +400,10 @@ where
                 let (Some(array), Some((i, was_null))) = (array, free) else {
                     unreachable!("a resized array has a free slot on every probe");
                 };
-                // Release: as above.
+                // Release: as above; then the control byte (Release), so a
+                // reader that matches it finds the pointer.
                 array.slots[i].store(node, Ordering::Release);
+                array.control[i].store(control_of(hash), Ordering::Release);
                 state.used += usize::from(was_null);
                 // Relaxed: a statistic, and only this writer writes it.
                 self.writers[shard].live.fetch_add(1, Ordering::Relaxed);
@@ -397,6 +434,8 @@ where
         // Release: readers that see the tombstone see nothing else of ours,
         // but a later re-insert into this slot must follow it.
         array.slots[i].store(tombstone(), Ordering::Release);
+        // Release: as for the slot.
+        array.control[i].store(DELETED, Ordering::Release);
         state
             .garbage
             .push((reclaim::retire_epoch(), Retired::Node(old)));
@@ -404,10 +443,10 @@ where
         // Relaxed: a statistic, and only this writer writes it.
         let live = writer.live.fetch_sub(1, Ordering::Relaxed) - 1;
         let slots = array.mask + 1;
+        // An emptied shard keeps its smallest array (`shrink_to_fit` frees
+        // it), so that a shard going 0 -> 1 -> 0 does not allocate each time.
         if slots > MIN_SLOTS && live * 8 < slots {
             self.resize(shard, state, slots_for(live));
-        } else if live == 0 {
-            self.resize(shard, state, 0);
         }
         self.maybe_collect(state);
     }
@@ -473,16 +512,18 @@ where
             return Found::Absent(None, None);
         };
         let mut free = None;
+        let tag = tag_of(hash);
         let mut i = probe_start(hash, array.mask);
         for _ in 0..=array.mask {
             // Relaxed: as above.
-            let node = array.slots[i].load(Ordering::Relaxed);
-            if node.is_null() {
+            let slot = array.slots[i].load(Ordering::Relaxed);
+            if slot.is_null() {
                 return Found::Absent(Some(array), free.or(Some((i, true))));
             }
-            if node == tombstone() {
+            if slot == tombstone() {
                 free = free.or(Some((i, false)));
-            } else {
+            } else if slot.addr() & TAG_MASK == tag {
+                let node = untagged(slot);
                 // SAFETY: a node in the current array is live; only the
                 // caller could retire it.
                 if unsafe { &(*node).key }.borrow() == key {
@@ -512,14 +553,16 @@ where
                         continue;
                     }
                     // SAFETY: a node in the current array is live.
-                    let hash = self.hash(unsafe { &(*node).key });
+                    let hash = self.hash(unsafe { &(*untagged(node)).key });
                     let mut i = probe_start(hash, new.mask);
                     // Relaxed: `new` is not yet published.
                     while !new.slots[i].load(Ordering::Relaxed).is_null() {
                         i = (i + 1) & new.mask;
                     }
                     // Relaxed: published below by the Release store of `heads`.
+                    // The slot value moves with its tag.
                     new.slots[i].store(node, Ordering::Relaxed);
+                    new.control[i].store(control_of(hash), Ordering::Relaxed);
                 }
             }
             Box::into_raw(new)
@@ -559,7 +602,7 @@ fn collect<K, V>(state: &mut WriterState<K, V>) {
 }
 
 enum Found<'a, K, V> {
-    /// The key is at slot `.1` of array `.0`, as node `.2`.
+    /// The key is at slot `.1` of array `.0`, as node `.2` (untagged).
     At(&'a Array<K, V>, usize, *mut Node<K, V>),
     /// The key is absent; the current array (if any) and the first free slot
     /// of its probe (with whether that slot is null rather than a tombstone).
@@ -572,6 +615,65 @@ fn shard_of(hash: u64) -> usize {
 
 fn probe_start(hash: u64, mask: usize) -> usize {
     ((hash >> SHARD_BITS) as usize) & mask
+}
+
+/// Where a slot keeps its hash tag: the top 16 bits of a pointer, which user
+/// space addresses leave zero on 64-bit x86 and ARM (Linux maps above 2^47 or
+/// 2^48 only on request). Elsewhere slots carry no tag.
+#[cfg(all(
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+const TAG_SHIFT: u32 = 48;
+/// The bits of a slot that hold the tag (none where slots carry no tag).
+#[cfg(all(
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+const TAG_MASK: usize = !((1 << TAG_SHIFT) - 1);
+#[cfg(not(all(
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+const TAG_MASK: usize = 0;
+
+/// The tag of a key with `hash`: never zero where tags exist, so that neither
+/// null nor the tombstone (both untagged) matches it.
+fn tag_of(hash: u64) -> usize {
+    #[cfg(all(
+        target_pointer_width = "64",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        (((hash >> TAG_SHIFT) as usize) | 1) << TAG_SHIFT
+    }
+    #[cfg(not(all(
+        target_pointer_width = "64",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    {
+        let _ = hash;
+        0
+    }
+}
+
+/// `node` with `tag` in its top bits (provenance kept).
+///
+/// # Panics
+///
+/// If the allocator returned an address that uses the tag's bits (no 64-bit
+/// x86 or ARM Linux does so unless asked by `mmap` hints).
+fn tagged<K, V>(node: *mut Node<K, V>, tag: usize) -> *mut Node<K, V> {
+    assert!(
+        node.addr() & TAG_MASK == 0,
+        "a node address uses the bits the table's hash tags need"
+    );
+    node.map_addr(|addr| addr | tag)
+}
+
+/// The node pointer of a slot's value (its tag removed).
+fn untagged<K, V>(slot: *mut Node<K, V>) -> *mut Node<K, V> {
+    slot.map_addr(|addr| addr & !TAG_MASK)
 }
 
 impl<K, V, S> Drop for Table<K, V, S> {
@@ -590,7 +692,7 @@ impl<K, V, S> Drop for Table<K, V, S> {
                 if !node.is_null() && node != tombstone() {
                     // SAFETY: each live node is in exactly one slot of the
                     // current array, and not in any garbage list.
-                    unsafe { Retired::Node(node).free() };
+                    unsafe { Retired::Node(untagged(node)).free() };
                 }
             }
         }
@@ -625,12 +727,12 @@ impl<'g, K, V> Iterator for Iter<'g, K, V> {
                 self.array = None;
                 continue;
             }
-            // Acquire: as in `Table::get`.
-            let node = array.slots[self.slot].load(Ordering::Acquire);
+            // SeqCst: as in `Table::get`.
+            let node = array.slots[self.slot].load(Ordering::SeqCst);
             self.slot += 1;
             if !node.is_null() && node != tombstone() {
                 // SAFETY: as in `Table::get`.
-                let node = unsafe { &*node };
+                let node = unsafe { &*untagged(node) };
                 node.liveness.read();
                 return Some((&node.key, &node.value));
             }

@@ -2,9 +2,13 @@
 //! `--cfg safemap_loom` (the loom tests of `loom_tests.rs` explore their orderings).
 
 #[cfg(safemap_loom)]
-pub(super) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, fence};
+pub(super) use loom::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, fence,
+};
 #[cfg(not(safemap_loom))]
-pub(super) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, fence};
+pub(super) use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, fence,
+};
 
 pub(super) use std::sync::atomic::Ordering;
 
