@@ -191,7 +191,8 @@
 //!   that keeps a [`Pinned`] view alive delays that; views are meant to be
 //!   short). The bucket array itself shrinks only when the engine next resizes
 //!   (papaya halves a table at most 1/8 full when an insert triggers a resize);
-//!   there is no explicit `shrink_to_fit`.
+//!   there is no explicit `shrink_to_fit` (except with the cargo feature
+//!   `sharded-table`, whose engine shrinks on its own and on request).
 //! * Writes to maps that declare references are serialised per journal (the
 //!   references lock). [`SafeMap::refresh`] checks each entry on its own (an
 //!   entry whose target is missing is left out); [`SafeMap::refresh_checked`]
@@ -200,6 +201,9 @@
 //!   answer `Gone` for a day, `NotFound` after.
 
 #![warn(missing_docs)]
+// The workspace denies `unsafe`; the engine's table alone allows it (argued
+// there, with loom tests and valgrind runs).
+#![deny(unsafe_code)]
 
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

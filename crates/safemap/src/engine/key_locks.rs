@@ -1,13 +1,14 @@
-use std::hash::{BuildHasher, Hash};
+use std::cell::Cell;
+use std::marker::PhantomData;
 
 use crossbeam_utils::CachePadded;
 
 use crate::sync::{Mutex, MutexGuard};
 
-/// Stripes of key locks: a key's writes hold the stripe its hash picks.
-const STRIPES: usize = 256;
-
-/// Per-key write locks, striped by hash.
+/// Per-key write locks, striped by hash: a key's writes hold the stripe its
+/// hash picks (the engine's table picks it; in the sharded table the stripe
+/// is also the key's shard, so the holder of a stripe is the only writer of
+/// that shard).
 ///
 /// Invariant: every write to a key holds that key's stripe from reading the
 /// current entry to publishing the new one, so a write's condition (expected
@@ -19,52 +20,48 @@ const STRIPES: usize = 256;
 /// that involves references: it holds the journal's references lock, which
 /// admits one such writer at a time, and takes several stripes (of several
 /// maps) in a fixed order (see `refs`).
+///
+/// The papaya engine picks stripes with a per-map seeded hasher; the sharded
+/// table with the map's own hasher (one hash per read). Either way keys an
+/// attacker chose to share a stripe only serialise their own writes.
 pub(crate) struct KeyLocks {
     stripes: Box<[CachePadded<Mutex<()>>]>,
-    /// Picks a key's stripe. Seeded per map: keys an attacker chose to share a
-    /// stripe only serialise their own writes, never a reader.
-    hasher: foldhash::fast::FixedState,
 }
 
 /// Proof that a key's stripe is held; the table's mutators demand it.
+///
+/// Not `Sync` (nor `Send`): the table lets the holder's thread alone use the
+/// shard's writer state.
 pub(crate) struct KeyGuard<'a> {
     _held: MutexGuard<'a, ()>,
+    locks: &'a KeyLocks,
+    stripe: usize,
+    _not_sync: PhantomData<Cell<()>>,
 }
 
 impl KeyLocks {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(stripes: usize) -> Self {
         KeyLocks {
-            stripes: (0..STRIPES)
+            stripes: (0..stripes)
                 .map(|_| CachePadded::new(Mutex::new(())))
                 .collect(),
-            hasher: foldhash::fast::FixedState::with_seed(stripe_seed()),
         }
     }
 
-    /// Locks `key`'s stripe.
-    pub(crate) fn lock<Q: Hash + ?Sized>(&self, key: &Q) -> KeyGuard<'_> {
-        self.lock_stripe(self.stripe_of(key))
-    }
-
-    /// The stripe `key` belongs to.
-    pub(crate) fn stripe_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        self.hasher.hash_one(key) as usize % STRIPES
-    }
-
-    /// Locks stripe `stripe` (from [`KeyLocks::stripe_of`]).
+    /// Locks stripe `stripe`.
     pub(crate) fn lock_stripe(&self, stripe: usize) -> KeyGuard<'_> {
         KeyGuard {
             _held: self.stripes[stripe].lock(),
+            locks: self,
+            stripe,
+            _not_sync: PhantomData,
         }
     }
 }
 
-/// A random seed per map; a fixed one under the model checker, whose replays
-/// need the same behaviour for the same schedule.
-fn stripe_seed() -> u64 {
-    if cfg!(feature = "shuttle") {
-        0
-    } else {
-        std::hash::RandomState::new().hash_one(0u64)
+impl KeyGuard<'_> {
+    /// Whether this guard holds stripe `stripe` of `locks`.
+    pub(crate) fn is_of(&self, locks: &KeyLocks, stripe: usize) -> bool {
+        std::ptr::eq(self.locks, locks) && self.stripe == stripe
     }
 }

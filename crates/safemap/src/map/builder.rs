@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::SafeMap;
-use crate::engine::{KeyLocks, ReadCounters, Table};
+use crate::engine::{ReadCounters, Table};
 use crate::error::BuildError;
 use crate::guard::{Breaker, DenyRules};
 use crate::journal::{DEFAULT_RETENTION, Journal};
@@ -261,7 +261,6 @@ impl<K, V, S> Builder<K, V, S> {
         let name = journal.attach(&self.name, self.named);
         SafeMap {
             table: Table::new(self.capacity, self.hasher),
-            locks: KeyLocks::new(),
             name,
             journal,
             deny: self.deny,

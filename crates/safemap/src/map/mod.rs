@@ -20,7 +20,7 @@ pub use remove::RetainReport;
 pub use restore::{MapRestored, RestoreReport, Skip};
 pub use write::Expect;
 
-use crate::engine::{KeyLocks, ReadCounters, Table};
+use crate::engine::{ReadCounters, Table};
 use crate::error::WatchError;
 use crate::guard::{Breaker, BreakerState, DenyRules};
 use crate::ids::Revision;
@@ -36,9 +36,8 @@ use crate::watch::Watcher;
 ///
 /// See the [crate documentation](crate) for a guide.
 pub struct SafeMap<K, V, S = RandomState> {
+    /// The entries, and the per-key write locks (see `engine::KeyLocks`).
     table: Table<K, V, S>,
-    /// Serialises writes to one key (see `engine::KeyLocks`).
-    locks: KeyLocks,
     /// The map's identity in its journal's records (see `Journal::attach`).
     name: Arc<str>,
     /// Owns the revision counter and the record order (shared when the journal is).

@@ -4,9 +4,8 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 
-use papaya::LocalGuard;
-
 use super::SafeMap;
+use crate::engine::Guard;
 use crate::entry::{Entry, EntryRef};
 use crate::ids::Revision;
 
@@ -65,6 +64,31 @@ where
         self.len() == 0
     }
 
+    /// Shrinks the table to what its entries need and frees the removed
+    /// entries no reader holds any more. The table also shrinks on its own (a
+    /// shard's array halves once it is less than 1/8 full); this also releases
+    /// the small arrays of emptied shards. Takes each write stripe in turn:
+    /// writes wait for at most one shard's rebuild, reads never wait.
+    ///
+    /// Only with the cargo feature `sharded-table` (the default engine,
+    /// papaya, cannot shrink on request).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let map = safemap::SafeMap::new();
+    /// for k in 0..1000 {
+    ///     let _ = map.insert(k, k);
+    /// }
+    /// let _ = map.retain(|_, _| false, safemap::Reason::new("drop all"));
+    /// map.shrink_to_fit();
+    /// assert!(map.is_empty());
+    /// ```
+    #[cfg(feature = "sharded-table")]
+    pub fn shrink_to_fit(&self) {
+        self.table.shrink_to_fit();
+    }
+
     /// A pinned view: reads through it borrow entries instead of copying them.
     /// Entries seen through it stay valid (though maybe replaced or removed
     /// since) while it lives; memory retired meanwhile is reclaimed after it
@@ -91,7 +115,7 @@ where
 /// A pinned view of a [`SafeMap`]; see [`SafeMap::pin`].
 pub struct Pinned<'m, K, V, S> {
     map: &'m SafeMap<K, V, S>,
-    guard: LocalGuard<'m>,
+    guard: Guard<'m>,
 }
 
 impl<K, V, S> Pinned<'_, K, V, S>

@@ -104,7 +104,7 @@ where
             .chain(&change.new)
             .filter_map(|t| t.map.as_deref().map(|m| (m, &t.key)))
             .collect();
-        lock_stripes(&keys, Some((self.refs.order, self.locks.stripe_of(key))))
+        lock_stripes(&keys, Some((self.refs.order, self.table.stripe_of(key))))
     }
 
     /// Checks that every new target of a write of `key` exists. The caller
@@ -165,11 +165,11 @@ where
     }
 
     fn stripe_of(&self, key: &K) -> usize {
-        self.locks.stripe_of(key)
+        self.table.stripe_of(key)
     }
 
     fn lock_stripe(&self, stripe: usize) -> KeyGuard<'_> {
-        self.locks.lock_stripe(stripe)
+        self.table.lock_stripe(stripe)
     }
 
     fn current(&self, key: &K) -> Option<(V, Revision)> {
@@ -196,7 +196,7 @@ where
         plan: PlanId,
     ) -> Result<Option<AuditId>, NotRemoved> {
         let held = stripes
-            .guard(self.refs.order, self.locks.stripe_of(key))
+            .guard(self.refs.order, self.table.stripe_of(key))
             .ok_or(NotRemoved)?;
         let guard = self.table.guard();
         let (stored_key, current) = self.table.get(key, &guard).ok_or(NotRemoved)?;
@@ -219,7 +219,7 @@ where
         reason: &Reason,
         op: Op,
     ) -> Option<Revision> {
-        let held = stripes.guard(self.refs.order, self.locks.stripe_of(&key))?;
+        let held = stripes.guard(self.refs.order, self.table.stripe_of(&key))?;
         let guard = self.table.guard();
         let current = self.table.get(&key, &guard).map(|(_, stored)| stored);
         if only_if_absent && current.is_some() {

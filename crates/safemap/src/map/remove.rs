@@ -148,7 +148,7 @@ where
     {
         // See `refs`: the references lock comes before any stripe.
         let _references = self.refs().declares().then(|| self.journal.refs().lock());
-        let held = self.locks.lock(key);
+        let held = self.table.lock(key);
         let guard = self.table.guard();
         let (stored_key, current) = self.table.get(key, &guard).ok_or(DeleteError::NotFound)?;
         if removal

@@ -148,7 +148,7 @@ where
     ) {
         self.journal.observe_revision(revision);
         let _references = self.refs().declares().then(|| self.journal.refs().lock());
-        let held = self.locks.lock(&key);
+        let held = self.table.lock(&key);
         let guard = self.table.guard();
         // The referrer index is rebuilt from the entries loaded (targets need
         // not be loaded yet, but their maps must be built and registered).
@@ -184,7 +184,7 @@ where
         // A map that declares references takes the references lock before its
         // key's stripe (see `refs`); other maps pay one branch.
         let _references = self.refs().declares().then(|| self.journal.refs().lock());
-        let held = self.locks.lock(&key);
+        let held = self.table.lock(&key);
         let guard = self.table.guard();
         let current = self
             .table
