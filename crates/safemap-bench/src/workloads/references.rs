@@ -11,8 +11,9 @@
 //!   target and indexes it; a removal unindexes it).
 //!
 //! Each op (`put` of fresh keys in order, `get` of every key and `remove` of
-//! every key in a scattered order) is timed over all keys; nanoseconds per op are the median over `repeats`
-//! rounds, each on freshly built maps.
+//! every key in a scattered order) is timed over all keys; nanoseconds per op
+//! are the median over `repeats` rounds, each on freshly built maps, the
+//! variants taking turns within a round.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -203,26 +204,33 @@ pub fn run(
     mut emit: impl FnMut(&Row),
 ) -> Result<Vec<Row>, String> {
     let n = cfg.ops.max(1);
-    let bar = progress.bar("references", (VARIANTS.len() * OPS.len()) as u64);
+    let rounds = cfg.repeats.max(1);
+    let bar = progress.bar("references", (OPS.len() * (rounds + 1)) as u64);
     let mut rows = Vec::new();
-    for (variant, _) in VARIANTS {
-        for op in OPS {
-            bar.set_message(format!("{variant} {op}"));
-            // One warm-up round, then the measured ones.
-            round(variant, op, n)?;
-            let samples = (0..cfg.repeats.max(1))
-                .map(|_| round(variant, op, n))
-                .collect::<Result<Vec<f64>, String>>()?;
+    for op in OPS {
+        // Rounds alternate the variants (one warm-up round first), so that a
+        // machine that slows down during the run slows every variant alike.
+        let mut samples = vec![Vec::with_capacity(rounds); VARIANTS.len()];
+        for r in 0..=rounds {
+            bar.set_message(format!("{op}, round {r}"));
+            for (i, (variant, _)) in VARIANTS.iter().enumerate() {
+                let ns = round(variant, op, n)?;
+                if r > 0 {
+                    samples[i].push(ns);
+                }
+            }
+            bar.inc(1);
+        }
+        for ((variant, _), samples) in VARIANTS.iter().zip(&samples) {
             let row = Row {
                 workload: "references".into(),
-                variant: variant.into(),
+                variant: (*variant).into(),
                 op: op.into(),
                 ops: n,
-                ns_per_op: median(&samples).unwrap_or(0.0),
+                ns_per_op: median(samples).unwrap_or(0.0),
             };
             emit(&row);
             rows.push(row);
-            bar.inc(1);
         }
     }
     bar.finish_and_clear();
