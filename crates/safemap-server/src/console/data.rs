@@ -97,6 +97,7 @@ pub async fn deletes(
     State(st): State<AppState>,
     Q(p): Q<DeletesParams>,
 ) -> ApiResult<Response> {
+    st.local_only("the console's delete feed")?;
     let map = given(p.map);
     if let Some(m) = &map
         && !is_valid_name(m)

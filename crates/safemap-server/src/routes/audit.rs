@@ -48,6 +48,7 @@ pub async fn audit(
     State(st): State<AppState>,
     Q(p): Q<AuditParams>,
 ) -> ApiResult<Response> {
+    st.local_only("audit queries")?;
     let bad = |what: &str| ApiError::bad_request("invalid_query", what.to_string());
     if let Some(m) = &p.map
         && !is_valid_name(m)

@@ -48,6 +48,7 @@ pub async fn restore(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RestoreBody>,
 ) -> ApiResult<Response> {
+    st.local_only("restore")?;
     let text = reason(&headers, true)?;
     let which = match (body.audit_id, body.plan_id) {
         (Some(id), None) => Ok(id),

@@ -40,6 +40,7 @@ pub async fn watch(
     Q(p): Q<WatchParams>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    st.local_only("watch streams")?;
     let mut from = match &p.from_revision {
         None => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| {

@@ -70,7 +70,7 @@ impl Shared {
         match outcome.durable_target() {
             None => Ok(()),
             Some(target) => self
-                .storage
+                .local_storage("this write")?
                 .wait_durable(target)
                 .await
                 .map_err(|_| ApiError::storage_unavailable()),

@@ -1,0 +1,498 @@
+//! Cluster mode (cluster.md) with real processes: a 3-member etcd cluster and
+//! `safemap serve --store etcd` servers over it (feature `etcd`). Skipped
+//! with a message where etcd is not installed, failed under CI.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use harness::{Etcd, Server, admin_token, etcd_available};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Status, `X-Safemap-Revision` and JSON body of a response.
+async fn answer(r: reqwest::Response) -> (u16, Option<u64>, Value) {
+    let status = r.status().as_u16();
+    let rev = r
+        .headers()
+        .get("x-safemap-revision")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok());
+    let text = r.text().await.unwrap();
+    (
+        status,
+        rev,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// Two servers over a fresh 3-member cluster, and the admin token.
+async fn two_servers(
+    etcd: &Etcd,
+    dir: &std::path::Path,
+    config: Option<&str>,
+) -> (Server, Server, String) {
+    let prefix = "/t/";
+    let a = Server::start_with(&etcd.endpoints(), prefix, &dir.join("a"), config).await;
+    let b = Server::start_with(&etcd.endpoints(), prefix, &dir.join("b"), config).await;
+    let admin = admin_token(&a.dir);
+    assert!(
+        !b.dir.join("admin.token").exists(),
+        "only the first server creates the admin token"
+    );
+    (a, b, admin)
+}
+
+async fn put(
+    s: &Server,
+    admin: &str,
+    key: &str,
+    value: Value,
+    if_match: Option<u64>,
+) -> (u16, Option<u64>, Value) {
+    let mut r = s
+        .req(Method::PUT, &format!("/v1/maps/m/keys/{key}"), admin)
+        .json(&value);
+    if let Some(rev) = if_match {
+        r = r.header("if-match", format!("\"{rev}\""));
+    }
+    answer(r.send().await.unwrap()).await
+}
+
+async fn delete(
+    s: &Server,
+    admin: &str,
+    key: &str,
+    if_match: Option<u64>,
+) -> (u16, Option<u64>, Value) {
+    let mut r = s
+        .req(Method::DELETE, &format!("/v1/maps/m/keys/{key}"), admin)
+        .header("x-reason", "test");
+    if let Some(rev) = if_match {
+        r = r.header("if-match", format!("\"{rev}\""));
+    }
+    answer(r.send().await.unwrap()).await
+}
+
+async fn get(s: &Server, admin: &str, key: &str, min: Option<u64>) -> (u16, Option<u64>, Value) {
+    let mut r = s.req(Method::GET, &format!("/v1/maps/m/keys/{key}"), admin);
+    if let Some(min) = min {
+        r = r.header("x-min-revision", min.to_string());
+    }
+    answer(r.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_through_one_server_is_read_through_another() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+
+    let (s, seen, v) = put(&a, &admin, "k%201", json!({"n": 1}), None).await;
+    assert_eq!(s, 201, "{v}");
+    let rev = v["revision"].as_u64().unwrap();
+    assert_eq!(v["create_revision"].as_u64(), Some(rev));
+    assert_eq!(v["version"].as_u64(), Some(1));
+    assert!(seen.unwrap() >= rev, "a server reads its own writes");
+
+    let (s, seen, v) = get(&b, &admin, "k%201", Some(rev)).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(seen.unwrap() >= rev);
+    assert_eq!(v["value"], json!({"n": 1}));
+    assert_eq!(v["revision"].as_u64(), Some(rev));
+    // The value is in etcd verbatim, under the percent-encoded key.
+    assert_eq!(
+        etcd.value("/t/maps/m/keys/k%201").await.as_deref(),
+        Some(r#"{"n":1}"#)
+    );
+
+    // An update through B is seen by A with X-Min-Revision; etcd's version counts.
+    let (s, _, v) = put(&b, &admin, "k%201", json!({"n": 2}), Some(rev)).await;
+    assert_eq!(s, 200, "{v}");
+    let rev2 = v["revision"].as_u64().unwrap();
+    assert_eq!(
+        (v["create_revision"].as_u64(), v["version"].as_u64()),
+        (Some(rev), Some(2))
+    );
+    let (s, _, v) = get(&a, &admin, "k%201", Some(rev2)).await;
+    assert_eq!((s, &v["value"]), (200, &json!({"n": 2})));
+
+    // Malformed X-Min-Revision: 400; one never reached: 504 after 5 s.
+    let r = a
+        .req(Method::GET, "/v1/maps/m/keys/k%201", &admin)
+        .header("x-min-revision", "soon")
+        .send()
+        .await
+        .unwrap();
+    let (s, seen, v) = answer(r).await;
+    assert_eq!((s, code(&v)), (400, "invalid_header"));
+    assert!(
+        seen.is_some(),
+        "every /v1/ answer carries X-Safemap-Revision"
+    );
+    let started = Instant::now();
+    let (s, _, v) = get(&a, &admin, "k%201", Some(rev2 + 1_000_000)).await;
+    assert_eq!((s, code(&v)), (504, "replica_behind"), "{v}");
+    assert!(v["error"]["details"]["replica_revision"].as_u64().unwrap() >= rev2);
+    assert!(started.elapsed() >= Duration::from_secs(4));
+
+    // A value whose write and audit record exceed etcd's request limit: 413, nothing written.
+    let big = "x".repeat(800_000);
+    let (s, _, v) = put(&a, &admin, "k%201", json!(big), None).await;
+    assert_eq!((s, code(&v)), (413, "too_large_for_etcd"), "{v}");
+    assert_eq!(
+        etcd.value("/t/maps/m/keys/k%201").await.as_deref(),
+        Some(r#"{"n":2}"#)
+    );
+
+    // What cluster mode does not do yet is refused by name, never done locally.
+    let r = a
+        .req(Method::GET, "/v1/audit", &admin)
+        .send()
+        .await
+        .unwrap();
+    let (s, _, v) = answer(r).await;
+    assert_eq!((s, code(&v)), (501, "cluster_unsupported"), "{v}");
+
+    // Tokens live in etcd: created through A, usable through B within 1 s;
+    // revoked through A, refused by B 1 s later.
+    let r = a
+        .req(Method::POST, "/v1/tokens", &admin)
+        .json(&json!({"name": "reader", "roles": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    let (s, _, v) = answer(r).await;
+    assert_eq!(s, 201, "{v}");
+    let reader = v["token"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (s, _, _) = get(&b, &reader, "k%201", None).await;
+    assert_eq!(s, 200);
+    let r = a
+        .req(Method::DELETE, "/v1/tokens/reader", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (s, _, _) = get(&b, &reader, "k%201", None).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicting_writes_through_two_servers_have_one_winner_and_one_record() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let servers = [&a, &b];
+    let audit_before = etcd.keys("/t/audit/").await.len();
+    let rounds = 10;
+    for round in 0..rounds {
+        let key = format!("c{round}");
+        let (s, _, v) = put(&a, &admin, &key, json!(0), None).await;
+        assert_eq!(s, 201, "{v}");
+        let rev = v["revision"].as_u64().unwrap();
+        // Two If-Match puts of the same revision, one through each server.
+        let (x, y) = tokio::join!(
+            put(servers[0], &admin, &key, json!("a"), Some(rev)),
+            put(servers[1], &admin, &key, json!("b"), Some(rev)),
+        );
+        let mut results = [x, y];
+        results.sort_by_key(|r| r.0);
+        let [(s1, _, won), (s2, _, lost)] = results;
+        assert_eq!((s1, s2), (200, 412), "{won} {lost}");
+        assert_eq!(code(&lost), "revision_mismatch");
+        let winner = won["revision"].as_u64().unwrap();
+        assert_eq!(
+            lost["error"]["details"]["current_revision"].as_u64(),
+            Some(winner),
+            "{lost}"
+        );
+        // Two If-Match deletes of the winner's revision: one 200, the other
+        // answers as one server would after it (the key is gone: 404).
+        let (x, y) = tokio::join!(
+            delete(servers[round % 2], &admin, &key, Some(winner)),
+            delete(servers[(round + 1) % 2], &admin, &key, Some(winner)),
+        );
+        let mut statuses = [x.0, y.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 404], "{} {}", x.2, y.2);
+        let deleted = if x.0 == 200 { &x.2 } else { &y.2 };
+        assert_eq!(deleted["audit_id"], deleted["revision"], "{deleted}");
+        // Unconditional deletes of a gone key: 404 through both.
+        assert_eq!(delete(&b, &admin, &key, None).await.0, 404);
+    }
+    // One record per winning write: the create, the put, the delete of each round.
+    let records = etcd.keys("/t/audit/").await.len() - audit_before;
+    assert_eq!(records, rounds * 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deny_rules_judge_the_value_the_transaction_compares() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = r#"
+[maps.m]
+[[maps.m.deny_delete]]
+name = "archived"
+pointer = "/status"
+equals = "archived"
+"#;
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), Some(config)).await;
+    let (s, _, v) = put(&a, &admin, "o", json!({"status": "open"}), None).await;
+    assert_eq!(s, 201);
+    let rev = v["revision"].as_u64().unwrap();
+    // Archived through A; B's replica may still hold "open", but the delete
+    // is judged on what etcd holds when it commits.
+    let (s, _, v) = put(&a, &admin, "o", json!({"status": "archived"}), Some(rev)).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _, v) = delete(&b, &admin, "o", None).await;
+    assert_eq!((s, code(&v)), (409, "delete_vetoed"), "{v}");
+    // A reason is required, as on one server.
+    let r = b
+        .req(Method::DELETE, "/v1/maps/m/keys/o", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        etcd.value("/t/maps/m/keys/o").await.is_some(),
+        "nothing was deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_delete_breaker_holds_across_servers() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[maps.m]\ndelete_breaker = { max_deletes = 5, per_seconds = 60 }\n";
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), Some(config)).await;
+    for i in 0..12 {
+        assert_eq!(
+            put(&a, &admin, &format!("b{i}"), json!(i), None).await.0,
+            201
+        );
+    }
+    // 12 concurrent deletes into an empty window of 5, through two servers:
+    // exactly 5 succeed, the others are refused with 429 and Retry-After.
+    let mut tasks = Vec::new();
+    let servers = Arc::new([a, b]);
+    for i in 0..12usize {
+        let servers = Arc::clone(&servers);
+        let admin = admin.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = &servers[i % 2];
+            let r = s
+                .req(Method::DELETE, &format!("/v1/maps/m/keys/b{i}"), &admin)
+                .header("x-reason", "cleanup")
+                .send()
+                .await
+                .unwrap();
+            let retry = r.headers().get("retry-after").is_some();
+            let (status, _, v) = answer(r).await;
+            (status, retry, v)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, retry, v) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(code(&v), "delete_breaker_open", "{v}");
+                assert!(retry);
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(etcd.keys("/t/maps/m/keys/").await.len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
+    if !etcd_available() {
+        return;
+    }
+    let mut etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let servers = Arc::new([a, b]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4usize {
+        let servers = Arc::clone(&servers);
+        let stop = Arc::clone(&stop);
+        let admin = admin.clone();
+        writers.push(tokio::spawn(async move {
+            let s = &servers[w % 2];
+            let mut acked: Vec<(String, u64)> = Vec::new();
+            let mut longest_gap = Duration::ZERO;
+            let mut last_ok = Instant::now();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("w{w}-{i}");
+                let r = s
+                    .req(Method::PUT, &format!("/v1/maps/m/keys/{key}"), &admin)
+                    .json(&json!(i))
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    let (status, _, v) = answer(r).await;
+                    if status == 201 {
+                        acked.push((key, v["revision"].as_u64().unwrap()));
+                        longest_gap = longest_gap.max(last_ok.elapsed());
+                        last_ok = Instant::now();
+                        i += 1;
+                    } else {
+                        assert_eq!(status, 503, "{v}");
+                        assert_eq!(code(&v), "store_unavailable");
+                    }
+                }
+            }
+            (acked, longest_gap)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let leader = etcd.leader().await;
+    etcd.kill(leader);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        let (keys, gap) = w.await.unwrap();
+        // Writes succeed again within a few seconds of losing the leader.
+        assert!(gap < Duration::from_secs(4), "a writer waited {gap:?}");
+        assert!(!keys.is_empty());
+        acked.extend(keys);
+    }
+    etcd.restart(leader);
+    etcd.wait_healthy(Duration::from_secs(30)).await;
+    let top = acked.iter().map(|(_, r)| *r).max().unwrap();
+    for s in servers.iter() {
+        for (key, rev) in &acked {
+            let (status, _, v) = get(s, &admin, key, Some(top)).await;
+            assert_eq!(status, 200, "{key} acknowledged at {rev} is lost: {v}");
+            assert_eq!(v["revision"].as_u64(), Some(*rev));
+        }
+    }
+    let stored = etcd.keys("/t/maps/m/keys/").await.len();
+    assert!(stored >= acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_server_rebuilds_its_replica() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    for i in 0..20 {
+        assert_eq!(
+            put(&a, &admin, &format!("r{i}"), json!(i), None).await.0,
+            201
+        );
+    }
+    a.kill();
+    // While A is down, B changes and deletes.
+    let (s, _, v) = put(&b, &admin, "r0", json!("changed"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let changed = v["revision"].as_u64().unwrap();
+    assert_eq!(delete(&b, &admin, "r1", None).await.0, 200);
+    let (s, _, v) = put(&b, &admin, "new", json!(true), None).await;
+    assert_eq!(s, 201, "{v}");
+    let last = v["revision"].as_u64().unwrap();
+    a.restart().await;
+    // Ready means caught up with the revision read at start: no X-Min-Revision needed.
+    let (s, seen, v) = get(&a, &admin, "r0", None).await;
+    assert_eq!((s, &v["value"]), (200, &json!("changed")));
+    assert_eq!(v["revision"].as_u64(), Some(changed));
+    assert!(seen.unwrap() >= last);
+    assert_eq!(get(&a, &admin, "r1", None).await.0, 404);
+    assert_eq!(get(&a, &admin, "new", None).await.0, 200);
+    for i in 2..20 {
+        let (s, _, v) = get(&a, &admin, &format!("r{i}"), None).await;
+        assert_eq!((s, &v["value"]), (200, &json!(i)));
+    }
+    // The admin token lives in etcd: the restarted server knows it.
+    let r = a
+        .req(Method::GET, "/v1/whoami", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cluster_mode_cannot_do_yet_stops_the_server_with_its_name() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // References between maps are not checked in cluster mode yet.
+    let path = tmp.path().join("references.toml");
+    let config =
+        "[maps.a]\n[maps.b]\n[[maps.b.references]]\nname = \"a\"\npointer = \"/a\"\nto = \"a\"\n";
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args([
+            "serve",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &etcd.endpoints(),
+        ])
+        .arg("--config")
+        .arg(&path)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", harness::free_port()))
+        .arg("--data-dir")
+        .arg(tmp.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("maps.b.references") && err.contains("--store etcd"),
+        "{err}"
+    );
+    // A prefix must end with '/'.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args([
+            "serve",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &etcd.endpoints(),
+        ])
+        .args(["--etcd-prefix", "/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must end with '/'"));
+    assert!(
+        etcd.keys("/").await.is_empty(),
+        "nothing was written to etcd"
+    );
+}
