@@ -414,12 +414,12 @@ impl Config {
                         format!("duplicate reference name {n:?} in map {name:?}"),
                     ));
                 }
-                if !is_json_pointer(r.pointer.get_ref()) || r.pointer.get_ref().is_empty() {
+                if !is_json_pointer(r.pointer.get_ref()) {
                     return Err(err(
                         r.pointer.span(),
                         field("pointer"),
                         format!(
-                            "{:?} is not a JSON pointer into the value (RFC 6901: starting with '/')",
+                            "{:?} is not a JSON pointer (RFC 6901: empty, or starting with '/')",
                             r.pointer.get_ref()
                         ),
                     ));

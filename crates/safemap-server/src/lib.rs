@@ -9,6 +9,8 @@
 //!   (layout in `STORAGE.md`).
 //! - [`routes`] has one file per route group: parse → library call → wait until
 //!   durable → respond. Behaviour lives in the library.
+//! - [`references`] is the server's side of references between maps
+//!   (references.md): declared in the configuration, enforced by the library.
 //! - [`console`] is the web console at `/ui` (embedded page, read-only data views).
 //! - [`cli`] is the etcdctl-like client.
 //!

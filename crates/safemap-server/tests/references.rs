@@ -1,7 +1,7 @@
 //! References between maps over HTTP (references.md): dangling puts and
 //! refreshes refused, referenced deletes refused with their referrers, the
-//! referrers route, cascade conflicts, the configuration, and the referrer
-//! index and cascading plans across restarts.
+//! referrers route, cascade conflicts and the tree route, the configuration
+//! and the client. Restarts and `kill -9`: references_durability.rs.
 #![allow(clippy::unwrap_used)]
 mod common;
 
@@ -209,7 +209,20 @@ async fn a_referenced_key_cannot_be_deleted_alone() {
     let (st, v) = sj(s.delete("orders", "o-1", "cleanup").await).await;
     assert_eq!((st, code(&v)), (409, "delete_vetoed"));
 
-    // The metrics count refused deletes under the outcome `referenced`.
+    // A planned key that gains a referrer before the execution is a
+    // conflict naming it (not a refused single delete).
+    let _ = s.put("orders", "o-5", json!({})).await;
+    let (_, p) = plan(&s, "orders", json!({"keys": ["o-5"]})).await;
+    assert_eq!(p["count"], 1);
+    let _ = s.put("shipments", "s-5", json!({"order_id": "o-5"})).await;
+    let (st, r) = execute(&s, "orders", p["plan_id"].as_str().unwrap(), 1).await;
+    assert_eq!((st, &r["deleted"]), (200, &json!(0)), "{r}");
+    assert_eq!(
+        r["conflicts"][0]["changed"],
+        json!({"map": "shipments", "key": "s-5", "planned_revision": null,
+               "current_revision": null, "why": "new_referrer"})
+    );
+    // The metrics count refused single deletes under the outcome `referenced`.
     let text = s
         .req(Method::GET, "/metrics", None)
         .send()
@@ -460,49 +473,6 @@ fn a_reference_to_an_unknown_map_refuses_to_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_index_and_a_pending_cascade_plan_survive_a_restart() {
-    let s = TestServer::start_with(CONFIG).await;
-    let _ = s.put("orders", "o-1", json!({})).await;
-    let _ = s.put("orders", "o-2", json!({})).await;
-    let _ = s
-        .put("order_items", "i-1", json!({"order_id": "o-1"}))
-        .await;
-    let _ = s
-        .put("order_items", "i-2", json!({"order_id": "o-2"}))
-        .await;
-    let _ = s.put("shipments", "s-1", json!({"order_id": "o-1"})).await;
-    let (_, p) = plan(&s, "orders", json!({"keys": ["o-2"], "cascade": true})).await;
-    let id = p["plan_id"].as_str().unwrap().to_string();
-    assert_eq!(p["count"], 2);
-    let dir = s.dir.clone();
-    let tmp = s.stop().await;
-    let s = TestServer::start_in(&dir, CONFIG).await;
-    let (st, v) = sj(s.delete("orders", "o-1", "x").await).await;
-    assert_eq!((st, code(&v)), (409, "referenced"), "{v}");
-    assert_eq!(v["error"]["details"]["count"], 2);
-    let (_, v) = referrers(&s, "orders", "o-1", "").await;
-    assert_eq!(v["items"].as_array().unwrap().len(), 2);
-    let (st, v) = sj(s
-        .put("order_items", "i-3", json!({"order_id": "o-9"}))
-        .await)
-    .await;
-    assert_eq!((st, code(&v)), (409, "reference_missing"));
-    // The unexecuted cascade plan came back with its tree and its count.
-    let (st, v) = sj(s
-        .admin(Method::GET, &format!("/v1/delete-plans/{id}/tree"))
-        .send()
-        .await
-        .unwrap())
-    .await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(v["items"].as_array().unwrap().len(), 2);
-    let (st, r) = execute(&s, "orders", &id, 2).await;
-    assert_eq!((st, &r["deleted"]), (200, &json!(2)), "{r}");
-    assert_eq!(s.get("order_items", "i-2").await.status(), 404);
-    drop(tmp);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_restore_whose_target_is_gone_is_skipped() {
     let s = TestServer::start_with(CONFIG).await;
     let _ = s.put("orders", "o-1", json!({})).await;
@@ -526,126 +496,6 @@ async fn a_restore_whose_target_is_gone_is_skipped() {
         json!([{"key": "i-1", "why": "reference_missing"}])
     );
     assert_eq!(s.get("order_items", "i-1").await.status(), 404);
-}
-
-/// The referrer index after `kill -9`: a child `safemap serve` is killed
-/// with SIGKILL right after acknowledged writes, then restarted on the same
-/// data directory; the index is rebuilt from the recovered entries.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_index_is_right_after_kill_9() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("safemap.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
-    let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_safemap"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(tmp.path().join("data"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the server exited").unwrap();
-            if let Some(a) = line.strip_prefix("listening on ") {
-                break a.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        (KillOnDrop(child), format!("http://{addr}/v1"))
-    };
-    let http = reqwest::Client::new();
-    let (mut child, url) = start();
-    let token = std::fs::read_to_string(tmp.path().join("data/admin.token")).unwrap();
-    let token = token.trim().to_string();
-    let send = |m: Method, path: String, body: Option<Value>| {
-        let mut r = http
-            .request(m, format!("{url}{path}"))
-            .bearer_auth(&token)
-            .header("x-reason", "test");
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        async move { sj(r.send().await.unwrap()).await }
-    };
-    for o in ["o-1", "o-2"] {
-        let (st, _) = send(
-            Method::PUT,
-            format!("/maps/orders/keys/{o}"),
-            Some(json!({})),
-        )
-        .await;
-        assert_eq!(st, 201);
-    }
-    for (i, o) in [("i-1", "o-1"), ("i-2", "o-2"), ("i-3", "o-2")] {
-        let (st, _) = send(
-            Method::PUT,
-            format!("/maps/order_items/keys/{i}"),
-            Some(json!({"order_id": o})),
-        )
-        .await;
-        assert_eq!(st, 201);
-    }
-    // i-3 moves to o-1: o-2 keeps one referrer, o-1 has two.
-    let (st, _) = send(
-        Method::PUT,
-        "/maps/order_items/keys/i-3".into(),
-        Some(json!({"order_id": "o-1"})),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let (st, _) = send(Method::DELETE, "/maps/order_items/keys/i-2".into(), None).await;
-    assert_eq!(st, 200);
-    child.kill_9();
-
-    let (mut child, url2) = start();
-    let get = |path: &str| {
-        let r = http.get(format!("{url2}{path}")).bearer_auth(&token).send();
-        async move { sj(r.await.unwrap()).await }
-    };
-    let (_, v) = get("/maps/orders/keys/o-1/referrers").await;
-    let keys: Vec<&str> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["key"].as_str().unwrap())
-        .collect();
-    assert_eq!(keys, ["i-1", "i-3"]);
-    let (_, v) = get("/maps/orders/keys/o-2/referrers").await;
-    assert_eq!(v["items"], json!([]));
-    let del = |key: &str| {
-        let r = http
-            .delete(format!("{url2}/maps/orders/keys/{key}"))
-            .bearer_auth(&token)
-            .header("x-reason", "after the crash")
-            .send();
-        async move { sj(r.await.unwrap()).await }
-    };
-    let (st, v) = del("o-1").await;
-    assert_eq!((st, code(&v)), (409, "referenced"), "{v}");
-    assert_eq!(del("o-2").await.0, 200);
-    child.kill_9();
-}
-
-/// A child server, killed with SIGKILL when dropped (also when a test fails).
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    fn kill_9(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -702,4 +552,60 @@ async fn the_client_prints_the_tree_per_map_and_lists_referrers() {
     let (status, _, err) = cli(&["delete", "orders", "o-1", "--reason", "x"]);
     assert_eq!(status, Some(1));
     assert!(err.contains("referenced (409)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vetoed_key_below_a_root_blocks_it_and_the_breaker_comes_last() {
+    let config = r#"
+[maps.orders]
+delete_breaker = { max_deletes = 1, per_seconds = 3600 }
+
+[maps.order_items]
+
+[[maps.order_items.deny_delete]]
+name = "held"
+pointer = "/held"
+equals = true
+
+[[maps.order_items.references]]
+name = "order"
+pointer = "/order_id"
+to = "orders"
+on_delete = "cascade"
+"#;
+    let s = TestServer::start_with(config).await;
+    for o in ["o-1", "o-2", "o-3"] {
+        let _ = s.put("orders", o, json!({})).await;
+    }
+    let _ = s
+        .put(
+            "order_items",
+            "i-1",
+            json!({"order_id": "o-1", "held": true}),
+        )
+        .await;
+    let _ = s
+        .put("order_items", "i-2", json!({"order_id": "o-2"}))
+        .await;
+    let (st, p) = plan(
+        &s,
+        "orders",
+        json!({"keys": ["o-1", "o-2"], "cascade": true}),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    assert_eq!(p["count"], 2);
+    assert_eq!(
+        p["blocked"],
+        json!([{"key": "o-1", "why": "vetoed", "rule": "held",
+                "path": [{"map": "orders", "key": "o-1"}, {"map": "order_items", "key": "i-1"}]}])
+    );
+    // The breaker admits one single delete; then it is open (429), but a
+    // referenced key answers 409 `referenced` first.
+    assert_eq!(s.delete("orders", "o-3", "x").await.status(), 200);
+    let (st, v) = sj(s.delete("orders", "o-2", "x").await).await;
+    assert_eq!((st, code(&v)), (409, "referenced"), "{v}");
+    let _ = s.put("orders", "o-4", json!({})).await;
+    let (st, v) = sj(s.delete("orders", "o-4", "x").await).await;
+    assert_eq!((st, code(&v)), (429, "delete_breaker_open"), "{v}");
 }

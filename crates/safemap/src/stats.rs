@@ -17,7 +17,8 @@ pub struct DeleteCounts {
     pub breaker: u64,
     /// Removals of an absent key.
     pub not_found: u64,
-    /// Removals refused because other keys refer to the key.
+    /// Single removals refused because other keys refer to the key (a
+    /// planned key that gained a referrer is a plan conflict, not counted).
     pub referenced: u64,
 }
 

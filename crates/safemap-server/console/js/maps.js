@@ -35,7 +35,7 @@ export function mapsView(ctx) {
       el("h3", { id: "map-" + m.name }, m.name),
       el("dl", {},
         el("dt", { text: "Entries" }), el("dd", { text: String(m.entries) }),
-        el("dt", { text: "Deletes" }), el("dd", { text: `since start: ${d.deleted} deleted, ${d.vetoed} vetoed, ${d.breaker} refused by the breaker, ${d.mismatch} revision mismatch, ${d.not_found} not found` }),
+        el("dt", { text: "Deletes" }), el("dd", { text: `since start: ${d.deleted} deleted, ${d.vetoed} vetoed, ${d.breaker} refused by the breaker, ${d.mismatch} revision mismatch, ${d.not_found} not found, ${d.referenced} still referenced` }),
         el("dt", { text: "Breaker" }), el("dd", {}, breaker(m)),
         el("dt", { text: "Retention" }), el("dd", { text: duration(m.policy.retention_seconds) }),
         el("dt", { text: "Deny rules" }), el("dd", {}, deny)),

@@ -203,6 +203,7 @@ pub async fn maps(_a: Authed<CanRead>, State(st): State<AppState>) -> ApiResult<
                     "mismatch": s.deletes.mismatch,
                     "breaker": s.deletes.breaker,
                     "not_found": s.deletes.not_found,
+                    "referenced": s.deletes.referenced,
                 },
                 "breaker": breaker,
                 "policy": {

@@ -257,8 +257,16 @@ where
         reason: impl Into<Reason>,
     ) -> Result<ExecuteReport<K>, ExecuteError> {
         let reason = reason.into();
-        let _span =
-            tracing::debug_span!("safemap.execute", map = %self.name, plan = %plan).entered();
+        // A cascading plan's tree size per map and depth are recorded on the
+        // span itself (references.md, "Observability").
+        let span = tracing::debug_span!(
+            "safemap.execute",
+            map = %self.name,
+            plan = %plan,
+            tree = tracing::field::Empty,
+            depth = tracing::field::Empty,
+        )
+        .entered();
         reason.check_for_removal()?;
         let (keys, tree) = {
             let mut book = self.plans.lock();
@@ -292,6 +300,8 @@ where
                 *counts.entry(&node.map).or_insert(0) += 1;
             }
             let depth = tree.iter().map(|n| n.depth).max().unwrap_or(0);
+            span.record("tree", tracing::field::debug(&counts));
+            span.record("depth", depth);
             let report = self.execute_tree(plan, &tree, &reason);
             tracing::debug!(
                 tree = ?counts,
