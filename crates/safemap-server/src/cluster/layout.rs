@@ -6,6 +6,7 @@
 //! | `<prefix>audit/<32 hex digits, random>` | an audit record (JSON); its id is the key's `mod_revision` |
 //! | `<prefix>tokens/<name>` | a token: name, roles, SHA-256 of the secret (JSON) |
 //! | `<prefix>meta/bootstrap` | set in the transaction that created the admin token |
+//! | `<prefix>meta/policies` | the `[maps]` policies every server must run (JSON) |
 //! | `<prefix>breaker/<M>/<i>` | slot `i` of map M's delete breaker: the time (ms) of the delete that took it |
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -75,6 +76,11 @@ impl Layout {
     /// The prefix of map `map`'s breaker slots.
     pub fn breaker(&self, map: &str) -> String {
         format!("{}breaker/{map}/", self.prefix)
+    }
+
+    /// The key holding the `[maps]` policies every server must run.
+    pub fn policies(&self) -> String {
+        format!("{}meta/policies", self.prefix)
     }
 
     /// The key set when the admin token is created.

@@ -18,6 +18,7 @@
 //! The replica's revision ([`Cluster::applied`]) never goes backwards.
 
 pub mod layout;
+pub mod policies;
 pub mod replica;
 pub mod txn;
 
@@ -60,11 +61,19 @@ pub struct Cluster {
     start_revision: AtomicU64,
     /// Set once the range read at start is applied.
     loaded: AtomicBool,
+    /// The newest audit records (by id = commit revision), at most
+    /// `audit_capacity`, for audit queries.
+    audit: std::sync::RwLock<std::collections::BTreeMap<u64, std::sync::Arc<crate::state::Record>>>,
+    audit_capacity: usize,
 }
 
 impl Cluster {
     /// Connects to `endpoints` (no request is made yet).
-    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Cluster, String> {
+    pub async fn connect(
+        endpoints: &[String],
+        prefix: &str,
+        audit_capacity: usize,
+    ) -> Result<Cluster, String> {
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT)
@@ -80,7 +89,37 @@ impl Cluster {
             applied,
             start_revision: AtomicU64::new(u64::MAX),
             loaded: AtomicBool::new(false),
+            audit: std::sync::RwLock::new(std::collections::BTreeMap::new()),
+            audit_capacity: audit_capacity.max(1),
         })
+    }
+
+    /// Holds an audit record read from etcd (the oldest is dropped beyond capacity).
+    pub(crate) fn hold_record(&self, record: crate::state::Record) {
+        let mut audit = self.audit.write().unwrap_or_else(|e| e.into_inner());
+        audit.insert(record.id.get(), std::sync::Arc::new(record));
+        while audit.len() > self.audit_capacity {
+            audit.pop_first();
+        }
+    }
+
+    /// The held audit records that match `query`, oldest first (as the
+    /// journal's query does).
+    pub fn audit_query(
+        &self,
+        query: &safemap::AuditQuery<String>,
+    ) -> Vec<std::sync::Arc<crate::state::Record>> {
+        let audit = self.audit.read().unwrap_or_else(|e| e.into_inner());
+        let from = query.after.map_or(0, |a| a.get().saturating_add(1));
+        audit
+            .range(from..)
+            .map(|(_, r)| r)
+            .filter(|r| query.map.as_deref().is_none_or(|m| &*r.map == m))
+            .filter(|r| query.key.as_ref().is_none_or(|k| &r.key == k))
+            .filter(|r| query.plan_id.is_none_or(|p| r.plan_id == Some(p)))
+            .take(query.limit)
+            .cloned()
+            .collect()
     }
 
     /// The key layout.
@@ -195,7 +234,8 @@ pub async fn open_shared(
     check_config(&config)?;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
-    let cluster = Cluster::connect(endpoints, prefix).await?;
+    let cluster = Cluster::connect(endpoints, prefix, config.server.journal_capacity).await?;
+    cluster.check_policies(&config).await?;
     let journal = safemap::Journal::builder()
         .retention(config.max_retention())
         .capacity(1)

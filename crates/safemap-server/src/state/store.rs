@@ -168,6 +168,18 @@ impl Shared {
         }
     }
 
+    /// The audit records that match `query`, oldest first.
+    pub fn audit_query(
+        &self,
+        query: &safemap::AuditQuery<String>,
+    ) -> Vec<std::sync::Arc<super::Record>> {
+        match &self.store {
+            Store::Local(_) => self.journal.query(query),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(c) => c.audit_query(query),
+        }
+    }
+
     /// Stores a token change.
     pub async fn save_token(&self, op: TokenOp) -> Result<(), ApiError> {
         match &self.store {

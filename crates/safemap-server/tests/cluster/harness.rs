@@ -321,7 +321,7 @@ pub struct Server {
     endpoints: String,
     prefix: String,
     config: Option<PathBuf>,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
     pub http: reqwest::Client,
 }
 
@@ -347,7 +347,7 @@ impl Server {
             port: free_port(),
             endpoints: endpoints.to_string(),
             prefix: prefix.to_string(),
-            child: None,
+            child: std::sync::Mutex::new(None),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -359,7 +359,7 @@ impl Server {
         s
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&self) {
         std::fs::create_dir_all(&self.dir).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -384,10 +384,10 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("starting safemap");
-        self.child = Some(child);
+        *self.child.lock().unwrap() = Some(child);
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&self) {
         let start = Instant::now();
         loop {
             if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await
@@ -395,9 +395,13 @@ impl Server {
             {
                 return;
             }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
+            let exited = self
+                .child
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
                 panic!("safemap exited with {status}:\n{log}");
             }
@@ -410,15 +414,16 @@ impl Server {
     }
 
     /// SIGKILLs the server.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
+    pub fn kill(&self) {
+        let child = self.child.lock().unwrap().take();
+        if let Some(mut c) = child {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Starts it again (same port, directory, etcd) and waits until ready.
-    pub async fn restart(&mut self) {
+    pub async fn restart(&self) {
         self.spawn();
         self.wait_ready().await;
     }

@@ -157,12 +157,13 @@ async fn a_write_through_one_server_is_read_through_another() {
 
     // What cluster mode does not do yet is refused by name, never done locally.
     let r = a
-        .req(Method::GET, "/v1/audit", &admin)
+        .req(Method::GET, "/v1/maps/m/watch", &admin)
         .send()
         .await
         .unwrap();
     let (s, _, v) = answer(r).await;
     assert_eq!((s, code(&v)), (501, "cluster_unsupported"), "{v}");
+    assert_eq!(v["error"]["details"]["feature"], "watch streams");
 
     // Tokens live in etcd: created through A, usable through B within 1 s;
     // revoked through A, refused by B 1 s later.
@@ -234,6 +235,28 @@ async fn conflicting_writes_through_two_servers_have_one_winner_and_one_record()
         assert_eq!(deleted["audit_id"], deleted["revision"], "{deleted}");
         // Unconditional deletes of a gone key: 404 through both.
         assert_eq!(delete(&b, &admin, &key, None).await.0, 404);
+        // The audit trail, through the other server: one record per winning
+        // write, ids equal to the writes' revisions, in commit order.
+        let last = deleted["revision"].as_u64().unwrap();
+        let r = servers[(round + 1) % 2]
+            .req(Method::GET, &format!("/v1/audit?map=m&key={key}"), &admin)
+            .header("x-min-revision", last.to_string())
+            .send()
+            .await
+            .unwrap();
+        let (s, _, v) = answer(r).await;
+        assert_eq!(s, 200, "{v}");
+        let trail: Vec<(u64, &str)> = v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_u64().unwrap(), r["op"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            trail,
+            [(rev, "put"), (winner, "put"), (last, "delete")],
+            "{v}"
+        );
     }
     // One record per winning write: the create, the put, the delete of each round.
     let records = etcd.keys("/t/audit/").await.len() - audit_before;
@@ -328,21 +351,20 @@ async fn the_delete_breaker_holds_across_servers() {
     assert_eq!(etcd.keys("/t/maps/m/keys/").await.len(), 7);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
-    if !etcd_available() {
-        return;
-    }
-    let mut etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
-    let servers = Arc::new([a, b]);
+/// 4 writers (2 through each server) putting fresh keys until `fault` has run
+/// and `settle` has passed; returns each writer's acknowledged (key, revision)
+/// and its longest wait between two acknowledgements.
+async fn under_writers<F: std::future::Future<Output = ()>>(
+    servers: &Arc<[Server; 2]>,
+    admin: &str,
+    fault: F,
+) -> Vec<(usize, Vec<(String, u64)>, Duration)> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..4usize {
-        let servers = Arc::clone(&servers);
+        let servers = Arc::clone(servers);
         let stop = Arc::clone(&stop);
-        let admin = admin.clone();
+        let admin = admin.to_string();
         writers.push(tokio::spawn(async move {
             let s = &servers[w % 2];
             let mut acked: Vec<(String, u64)> = Vec::new();
@@ -356,30 +378,92 @@ async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
                     .json(&json!(i))
                     .send()
                     .await;
-                if let Ok(r) = r {
-                    let (status, _, v) = answer(r).await;
-                    if status == 201 {
-                        acked.push((key, v["revision"].as_u64().unwrap()));
-                        longest_gap = longest_gap.max(last_ok.elapsed());
-                        last_ok = Instant::now();
-                        i += 1;
-                    } else {
-                        assert_eq!(status, 503, "{v}");
-                        assert_eq!(code(&v), "store_unavailable");
+                match r {
+                    Ok(r) => {
+                        let (status, _, v) = answer(r).await;
+                        if status == 201 {
+                            acked.push((key, v["revision"].as_u64().unwrap()));
+                            longest_gap = longest_gap.max(last_ok.elapsed());
+                            last_ok = Instant::now();
+                        } else {
+                            assert_eq!(status, 503, "{v}");
+                            assert_eq!(code(&v), "store_unavailable");
+                        }
                     }
+                    // The server was killed: not acknowledged.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
+                // A fresh key per attempt: an unacknowledged write may have committed.
+                i += 1;
             }
-            (acked, longest_gap)
+            (w, acked, longest_gap)
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let leader = etcd.leader().await;
-    etcd.kill(leader);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    fault.await;
     stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
+    let mut out = Vec::new();
     for w in writers {
-        let (keys, gap) = w.await.unwrap();
+        out.push(w.await.unwrap());
+    }
+    out
+}
+
+/// Every acknowledged write is readable through every server at its
+/// revision, and has its audit record.
+async fn check_acknowledged(servers: &[Server; 2], admin: &str, acked: &[(String, u64)]) {
+    let top = acked.iter().map(|(_, r)| *r).max().unwrap();
+    for s in servers {
+        for (key, rev) in acked {
+            let (status, _, v) = get(s, admin, key, Some(top)).await;
+            assert_eq!(status, 200, "{key} acknowledged at {rev} is lost: {v}");
+            assert_eq!(v["revision"].as_u64(), Some(*rev));
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut after = 0u64;
+    loop {
+        let r = servers[0]
+            .req(
+                Method::GET,
+                &format!("/v1/audit?map=m&after={after}&limit=1000"),
+                admin,
+            )
+            .send()
+            .await
+            .unwrap();
+        let (s, _, v) = answer(r).await;
+        assert_eq!(s, 200, "{v}");
+        for r in v["records"].as_array().unwrap() {
+            ids.insert(r["id"].as_u64().unwrap());
+        }
+        match v["next"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    for (key, rev) in acked {
+        assert!(ids.contains(rev), "no audit record of {key} at {rev}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
+    if !etcd_available() {
+        return;
+    }
+    let mut etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let servers = Arc::new([a, b]);
+    let leader = etcd.leader().await;
+    let results = under_writers(&servers, &admin, async {
+        etcd.kill(leader);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    })
+    .await;
+    let mut acked = Vec::new();
+    for (_, keys, gap) in results {
         // Writes succeed again within a few seconds of losing the leader.
         assert!(gap < Duration::from_secs(4), "a writer waited {gap:?}");
         assert!(!keys.is_empty());
@@ -387,16 +471,54 @@ async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
     }
     etcd.restart(leader);
     etcd.wait_healthy(Duration::from_secs(30)).await;
-    let top = acked.iter().map(|(_, r)| *r).max().unwrap();
-    for s in servers.iter() {
-        for (key, rev) in &acked {
-            let (status, _, v) = get(s, &admin, key, Some(top)).await;
-            assert_eq!(status, 200, "{key} acknowledged at {rev} is lost: {v}");
-            assert_eq!(v["revision"].as_u64(), Some(*rev));
-        }
+    check_acknowledged(&servers, &admin, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_server_then_the_whole_cluster_loses_no_acknowledged_write() {
+    if !etcd_available() {
+        return;
     }
-    let stored = etcd.keys("/t/maps/m/keys/").await.len();
-    assert!(stored >= acked.len());
+    let mut etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let servers = Arc::new([a, b]);
+    // kill -9 of server A under writers, then A again.
+    let results = under_writers(&servers, &admin, async {
+        servers[0].kill();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        servers[0].restart().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await;
+    let mut acked = Vec::new();
+    for (w, keys, gap) in results {
+        if w % 2 == 1 {
+            // B's writers never noticed.
+            assert!(gap < Duration::from_secs(2), "writer {w} waited {gap:?}");
+        }
+        assert!(!keys.is_empty());
+        acked.extend(keys);
+    }
+    check_acknowledged(&servers, &admin, &acked).await;
+    // Every server and member SIGKILLed at once, then started.
+    servers[0].kill();
+    servers[1].kill();
+    for i in 0..3 {
+        etcd.kill(i);
+    }
+    for i in 0..3 {
+        etcd.restart(i);
+    }
+    etcd.wait_healthy(Duration::from_secs(30)).await;
+    servers[0].restart().await;
+    servers[1].restart().await;
+    check_acknowledged(&servers, &admin, &acked).await;
+    // Revisions go on from where they were: never reused.
+    let top = acked.iter().map(|(_, r)| *r).max().unwrap();
+    let (s, _, v) = put(&servers[1], &admin, "after", json!(1), None).await;
+    assert_eq!(s, 201, "{v}");
+    assert!(v["revision"].as_u64().unwrap() > top);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -406,7 +528,7 @@ async fn a_restarted_server_rebuilds_its_replica() {
     }
     let etcd = Etcd::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let (mut a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
     for i in 0..20 {
         assert_eq!(
             put(&a, &admin, &format!("r{i}"), json!(i), None).await.0,
@@ -495,4 +617,99 @@ async fn what_cluster_mode_cannot_do_yet_stops_the_server_with_its_name() {
         etcd.keys("/").await.is_empty(),
         "nothing was written to etcd"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_policies_differ_from_the_clusters_refuses_to_start() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config =
+        "[maps.m]\n[[maps.m.deny_delete]]\nname = \"keep\"\npointer = \"/keep\"\nequals = true\n";
+    let _a = Server::start_with(
+        &etcd.endpoints(),
+        "/t/",
+        &tmp.path().join("a"),
+        Some(config),
+    )
+    .await;
+    // Without the deny rule, deletes through this server would bypass it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args([
+            "serve",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &etcd.endpoints(),
+        ])
+        .args(["--etcd-prefix", "/t/"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", harness::free_port()))
+        .arg("--data-dir")
+        .arg(tmp.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("maps.m") && err.contains("same policies"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_quorum_writes_answer_503_and_reads_keep_answering() {
+    if !etcd_available() {
+        return;
+    }
+    let mut etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let (s, _, v) = put(&a, &admin, "q", json!(1), None).await;
+    assert_eq!(s, 201, "{v}");
+    let rev = v["revision"].as_u64().unwrap();
+    etcd.kill(0);
+    etcd.kill(1);
+    let started = Instant::now();
+    let r = a
+        .req(Method::PUT, "/v1/maps/m/keys/q", &admin)
+        .json(&json!(2))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("retry-after").is_some());
+    let (s, _, v) = answer(r).await;
+    assert_eq!((s, code(&v)), (503, "store_unavailable"), "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Reads keep answering from the replica, with its revision; still ready.
+    let (s, seen, v) = get(&a, &admin, "q", None).await;
+    assert_eq!((s, &v["value"]), (200, &json!(1)));
+    assert!(seen.unwrap() >= rev);
+    let r = a
+        .http
+        .get(format!("{}/readyz", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Quorum back: writes succeed again. The 503 write's outcome was unknown:
+    // it may have committed, so the retry is conditional on what is read.
+    etcd.restart(0);
+    etcd.restart(1);
+    etcd.wait_healthy(Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, _, v) = put(&a, &admin, "q", json!(3), None).await;
+        if s == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not come back: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
