@@ -103,6 +103,12 @@ impl Cluster {
         }
     }
 
+    /// The id of the newest audit record held (0: none).
+    pub fn last_audit_id(&self) -> u64 {
+        let audit = self.audit.read().unwrap_or_else(|e| e.into_inner());
+        audit.last_key_value().map_or(0, |(id, _)| *id)
+    }
+
     /// The held audit records that match `query`, oldest first (as the
     /// journal's query does).
     pub fn audit_query(

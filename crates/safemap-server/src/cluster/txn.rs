@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
-use safemap::{AuditId, DeleteError, Expect, PutError, Reason, Revision};
+use safemap::{
+    AuditId, DeleteError, Expect, Op, PutError, Reason, RestoreError, RestoreReport, Revision, Skip,
+};
 use serde_json::Value;
 
 use super::{Cluster, MIN_REVISION_WAIT, replica_behind, store_unavailable};
@@ -303,6 +305,80 @@ impl Cluster {
             }
         }
         Err(contended())
+    }
+
+    /// Restores the delete with audit id `id` of `map` if its key is absent
+    /// (one transaction comparing the key's `create_revision` with 0; a key
+    /// present again is skipped as `recreated`), with a `restore` record.
+    pub async fn restore(
+        &self,
+        replica: &Map,
+        map: &str,
+        id: u64,
+        reason: &Reason,
+        refuse: impl Fn(RestoreError) -> ApiError,
+    ) -> Result<RestoreReport<String>, ApiError> {
+        let text = reason.text();
+        if text.trim().is_empty() {
+            return Err(refuse(RestoreError::ReasonRequired));
+        }
+        if text.chars().count() > safemap::MAX_REASON_LEN {
+            return Err(refuse(RestoreError::ReasonTooLong));
+        }
+        let (record, oldest) = {
+            let audit = self.audit.read().unwrap_or_else(|e| e.into_inner());
+            (
+                audit.get(&id).cloned(),
+                audit.first_key_value().map(|(k, _)| *k),
+            )
+        };
+        let Some(record) = record else {
+            // Older than every record held: dropped, as the journal evicts.
+            return Err(refuse(if oldest.is_some_and(|o| id < o) {
+                RestoreError::RetentionExpired
+            } else {
+                RestoreError::NotFound
+            }));
+        };
+        if &*record.map != map {
+            return Err(refuse(RestoreError::NotFound));
+        }
+        let (Op::Delete, Some(value)) = (record.op, record.previous_value.clone()) else {
+            return Err(refuse(RestoreError::NotADelete));
+        };
+        let expired = record
+            .at
+            .checked_add(replica.retention())
+            .is_none_or(|until| until < SystemTime::now());
+        if expired {
+            return Err(refuse(RestoreError::RetentionExpired));
+        }
+        let key = record.key.clone();
+        let ekey = self.layout.entry(map, &key);
+        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let audit = self::record(map, &key, StoredOp::Restore, None, reason, Some(value));
+        let audit = serde_json::to_vec(&audit).map_err(|e| ApiError::internal(e.to_string()))?;
+        check_size(bytes.len() + audit.len())?;
+        let audit_key = self.layout.new_audit().map_err(ApiError::internal)?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(ekey.clone(), CompareOp::Equal, 0)])
+            .and_then([
+                TxnOp::put(ekey, bytes, None),
+                TxnOp::put(audit_key, audit, None),
+            ]);
+        let mut report = RestoreReport {
+            restored: Vec::new(),
+            skipped: Vec::new(),
+            other_maps: Vec::new(),
+        };
+        match self.run(txn).await? {
+            Ok(revision) => {
+                self.until_applied(revision).await?;
+                report.restored.push((key, Revision::new(revision)));
+            }
+            Err(_) => report.skipped.push((key, Skip::Recreated)),
+        }
+        Ok(report)
     }
 
     /// A free slot of map `map`'s delete breaker (cluster-wide: one slot key

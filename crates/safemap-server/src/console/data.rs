@@ -97,7 +97,6 @@ pub async fn deletes(
     State(st): State<AppState>,
     Q(p): Q<DeletesParams>,
 ) -> ApiResult<Response> {
-    st.local_only("the console's delete feed")?;
     let map = given(p.map);
     if let Some(m) = &map
         && !is_valid_name(m)
@@ -127,9 +126,9 @@ pub async fn deletes(
     let actor = given(p.actor);
     let reason = given(p.reason).map(|s| s.to_lowercase());
 
-    let latest_id = st.journal.last_audit_id().get();
+    let latest_id = st.last_audit_id();
     // The journal answers oldest first; the newest `limit` matches are the tail.
-    let all = st.journal.query(&AuditQuery {
+    let all = st.audit_query(&AuditQuery {
         map,
         key: given(p.key),
         plan_id,

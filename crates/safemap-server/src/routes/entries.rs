@@ -16,9 +16,7 @@ use crate::extract::{
     Authed, CanDelete, CanRead, CanWrite, IfMatch, JsonBody, MapKey, MapName, Q, Trace, if_match,
     if_none_match, limit, reason,
 };
-use crate::library_errors::{
-    already_exists, delete_error, no_key, refresh_error, revision_mismatch,
-};
+use crate::library_errors::{already_exists, delete_error, no_key, revision_mismatch};
 use crate::names::check_key;
 use crate::references::{check_value, target_of};
 use crate::state::AppState;
@@ -250,28 +248,11 @@ pub async fn refresh(
             .map_err(|m| ApiError::bad_request("invalid_key", m).with_details(json!({"key": k})))?;
         check_value(references, v, Some(k))?;
     }
-    st.local_only("POST /v1/maps/{map}/refresh")?;
     st.check_writable()?;
-    let m = st.map_or_create(&map)?;
     let why = reason_of(text, &a.0, &trace);
-    let keys: Vec<String> = body.entries.keys().cloned().collect();
-    // Checked as one batch: entries of the batch count as present for each
-    // other, and one missing target refuses the whole batch (references.md).
-    let revs = if references.is_empty() {
-        m.refresh_with(body.entries, &why)
-    } else {
-        let entries: Vec<(String, Value)> = body.entries.into_iter().collect();
-        match m.refresh_checked(entries.clone(), &why) {
-            Ok(revs) => revs,
-            Err(e) => {
-                let target = |v: &Value, reference: &str| target_of(references, v, reference);
-                return Err(refresh_error(e, &entries, target));
-            }
-        }
-    };
-    st.until_durable(revs.as_slice()).await?;
+    let revs = st.refresh_entries(&map, body.entries, &why).await?;
     let mut out = serde_json::Map::new();
-    for (k, r) in keys.into_iter().zip(revs) {
+    for (k, r) in revs {
         out.insert(k, json!(r.get()));
     }
     Ok(Json(json!({"revisions": out})).into_response())

@@ -3,12 +3,12 @@
 //! cluster mode does not support yet is refused here, by name.
 
 use axum::http::StatusCode;
-use safemap::{AuditId, Expect, Reason, Revision};
+use safemap::{AuditId, Expect, PlanId, Reason, RestoreError, RestoreReport, Revision};
 use serde_json::Value;
 
 use super::Shared;
 use crate::error::ApiError;
-use crate::library_errors::{REFERENCED_LISTED, delete_error, put_error};
+use crate::library_errors::{REFERENCED_LISTED, Restoring, delete_error, put_error, restore_error};
 use crate::storage::{Storage, StoredToken, TokenOp};
 
 /// Where the server's data lives.
@@ -177,6 +177,102 @@ impl Shared {
             Store::Local(_) => self.journal.query(query),
             #[cfg(feature = "etcd")]
             Store::Etcd(c) => c.audit_query(query),
+        }
+    }
+
+    /// The id of the newest audit record (0: none).
+    pub fn last_audit_id(&self) -> u64 {
+        match &self.store {
+            Store::Local(_) => self.journal.last_audit_id().get(),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(c) => c.last_audit_id(),
+        }
+    }
+
+    /// Upserts every entry in place, each its own write with its own
+    /// revision; returns (key, revision) in input order. In a map that
+    /// declares references the batch is checked as one (references.md).
+    /// In cluster mode each entry is one transaction: a 503 part-way leaves
+    /// the entries before it written (each acknowledged by its revision only
+    /// once the whole refresh answers).
+    pub async fn refresh_entries(
+        &self,
+        map: &str,
+        entries: serde_json::Map<String, Value>,
+        why: &Reason,
+    ) -> Result<Vec<(String, Revision)>, ApiError> {
+        let m = self.map_or_create(map)?;
+        match &self.store {
+            Store::Local(_) => {
+                let references = self.config.references_of(map);
+                let keys: Vec<String> = entries.keys().cloned().collect();
+                // Checked as one batch: entries of the batch count as present for each
+                // other, and one missing target refuses the whole batch (references.md).
+                let revs = if references.is_empty() {
+                    m.refresh_with(entries, why)
+                } else {
+                    let entries: Vec<(String, Value)> = entries.into_iter().collect();
+                    match m.refresh_checked(entries.clone(), why) {
+                        Ok(revs) => revs,
+                        Err(e) => {
+                            let target = |v: &Value, reference: &str| {
+                                crate::references::target_of(references, v, reference)
+                            };
+                            return Err(crate::library_errors::refresh_error(e, &entries, target));
+                        }
+                    }
+                };
+                self.until_durable(revs.as_slice()).await?;
+                Ok(keys.into_iter().zip(revs).collect())
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(c) => {
+                let mut out = Vec::with_capacity(entries.len());
+                for (key, value) in entries {
+                    let w = c.put(&m, map, &key, value, Expect::Any, why).await?;
+                    out.push((key, w.revision));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Puts deleted values of `map` back: one delete by audit id (`Ok`), or
+    /// every delete of a plan (`Err`: the plan id as given).
+    pub async fn restore_map(
+        &self,
+        map: &str,
+        which: &Result<u64, String>,
+        why: Reason,
+    ) -> Result<RestoreReport<String>, ApiError> {
+        let m = self
+            .map(map)
+            .ok_or_else(|| crate::library_errors::no_map(map))?;
+        let refuse = |e: RestoreError| {
+            let what = match which {
+                Ok(id) => Restoring::AuditId(*id),
+                Err(p) => Restoring::Plan(p),
+            };
+            restore_error(e, what, map)
+        };
+        match &self.store {
+            Store::Local(_) => {
+                let result = match which {
+                    Ok(id) => m.restore(AuditId::new(*id), why),
+                    Err(p) => match p.parse::<PlanId>() {
+                        Ok(plan) => m.restore_plan(plan, why),
+                        Err(_) => Err(RestoreError::NotFound),
+                    },
+                };
+                let report = result.map_err(refuse)?;
+                self.until_durable(&report).await?;
+                Ok(report)
+            }
+            #[cfg(feature = "etcd")]
+            Store::Etcd(c) => match which {
+                Ok(id) => c.restore(&m, map, *id, &why, refuse).await,
+                Err(_) => Err(cluster_unsupported("restore of a delete plan")),
+            },
         }
     }
 

@@ -463,12 +463,20 @@ async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
     })
     .await;
     let mut acked = Vec::new();
-    for (_, keys, gap) in results {
+    for (w, keys, gap) in results {
         // Writes succeed again within a few seconds of losing the leader.
+        eprintln!(
+            "writer {w}: {} acknowledged, longest wait {gap:?}",
+            keys.len()
+        );
         assert!(gap < Duration::from_secs(4), "a writer waited {gap:?}");
         assert!(!keys.is_empty());
         acked.extend(keys);
     }
+    // The cluster really lost its leader: another member leads now.
+    let new_leader = etcd.leader().await;
+    assert_ne!(new_leader, leader);
+    eprintln!("leader {leader} killed, member {new_leader} leads");
     etcd.restart(leader);
     etcd.wait_healthy(Duration::from_secs(30)).await;
     check_acknowledged(&servers, &admin, &acked).await;
@@ -712,4 +720,96 @@ async fn without_quorum_writes_answer_503_and_reads_keep_answering() {
         assert!(Instant::now() < deadline, "writes did not come back: {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_and_the_console_delete_feed_work_through_any_server() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let r = a
+        .req(Method::POST, "/v1/maps/m/refresh", &admin)
+        .json(&json!({"entries": {"x": 1, "y": 2, "z": 3}}))
+        .send()
+        .await
+        .unwrap();
+    let (s, _, v) = answer(r).await;
+    assert_eq!(s, 200, "{v}");
+    let revs: Vec<u64> = ["x", "y", "z"]
+        .iter()
+        .map(|k| v["revisions"][k].as_u64().unwrap())
+        .collect();
+    assert!(
+        revs.windows(2).all(|w| w[0] < w[1]),
+        "each entry its own write: {v}"
+    );
+    let (s, _, v) = get(&b, &admin, "z", Some(revs[2])).await;
+    assert_eq!((s, &v["value"]), (200, &json!(3)));
+    let (s, _, v) = delete(&b, &admin, "y", None).await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["audit_id"].as_u64().unwrap();
+    // The console's delete feed on A shows B's delete once A's replica has it.
+    let (s, _, _) = get(&a, &admin, "x", Some(id)).await;
+    assert_eq!(s, 200);
+    let r = a
+        .req(Method::GET, "/ui/data/deletes?map=m", &admin)
+        .send()
+        .await
+        .unwrap();
+    let (s, _, v) = answer(r).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["rows"][0]["id"].as_u64(), Some(id), "{v}");
+    assert_eq!(v["rows"][0]["key"], "y");
+    assert_eq!(v["latest_id"].as_u64(), Some(id));
+
+    // Restore by audit id through A; B reads it back; a second restore finds
+    // the key present and skips it; a put's record is not a delete.
+    let restore = |body: Value| {
+        a.req(Method::POST, "/v1/maps/m/restore", &admin)
+            .header("x-reason", "undo")
+            .json(&body)
+            .send()
+    };
+    let (s, _, v) = answer(restore(json!({"audit_id": id})).await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["restored"][0]["key"], "y", "{v}");
+    let back = v["restored"][0]["revision"].as_u64().unwrap();
+    let (s, _, v) = get(&b, &admin, "y", Some(back)).await;
+    assert_eq!(
+        (s, &v["value"], v["version"].as_u64()),
+        (200, &json!(2), Some(1))
+    );
+    let (s, _, v) = answer(restore(json!({"audit_id": id})).await.unwrap()).await;
+    assert_eq!(
+        (s, &v["skipped"][0]["why"]),
+        (200, &json!("recreated")),
+        "{v}"
+    );
+    let (s, _, v) = answer(restore(json!({"audit_id": revs[0]})).await.unwrap()).await;
+    assert_eq!((s, code(&v)), (409, "not_a_delete"), "{v}");
+    let (s, _, v) = answer(
+        restore(json!({"plan_id": "0123456789abcdef"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (501, "cluster_unsupported"), "{v}");
+    // The restore has its record.
+    let r = b
+        .req(Method::GET, "/v1/audit?map=m&key=y", &admin)
+        .header("x-min-revision", back.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (_, _, v) = answer(r).await;
+    let ops: Vec<&str> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["put", "delete", "restore"], "{v}");
 }
