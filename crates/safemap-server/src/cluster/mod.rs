@@ -21,6 +21,7 @@ pub mod layout;
 pub mod policies;
 pub mod replica;
 pub mod txn;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -65,6 +66,8 @@ pub struct Cluster {
     /// `audit_capacity`, for audit queries.
     audit: std::sync::RwLock<std::collections::BTreeMap<u64, std::sync::Arc<crate::state::Record>>>,
     audit_capacity: usize,
+    /// Every audit id at or below it was dropped from `audit` for capacity.
+    dropped: AtomicU64,
 }
 
 impl Cluster {
@@ -91,6 +94,7 @@ impl Cluster {
             loaded: AtomicBool::new(false),
             audit: std::sync::RwLock::new(std::collections::BTreeMap::new()),
             audit_capacity: audit_capacity.max(1),
+            dropped: AtomicU64::new(0),
         })
     }
 
@@ -99,7 +103,9 @@ impl Cluster {
         let mut audit = self.audit.write().unwrap_or_else(|e| e.into_inner());
         audit.insert(record.id.get(), std::sync::Arc::new(record));
         while audit.len() > self.audit_capacity {
-            audit.pop_first();
+            if let Some((id, _)) = audit.pop_first() {
+                self.dropped.fetch_max(id, Ordering::AcqRel);
+            }
         }
     }
 

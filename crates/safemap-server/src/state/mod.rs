@@ -25,7 +25,7 @@ use serde_json::Value;
 
 pub use durable::DurablePoint;
 pub use persist::{from_stored, to_stored};
-pub use store::{DeleteOutcome, PutOutcome, Store, cluster_unsupported};
+pub use store::{DeleteOutcome, MapWatcher, PutOutcome, Store, cluster_unsupported};
 
 use crate::auth::{self, Role, Tokens};
 use crate::config::Config;

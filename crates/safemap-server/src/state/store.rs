@@ -46,6 +46,27 @@ pub struct DeleteOutcome {
     pub previous_revision: Revision,
 }
 
+/// Follows one map's writes, whichever store is under it.
+pub enum MapWatcher {
+    /// The library's watcher over the journal.
+    Local(safemap::Watcher<String, Value>),
+    /// The replica's held records (cluster mode).
+    #[cfg(feature = "etcd")]
+    Etcd(crate::cluster::watch::ClusterWatcher),
+}
+
+impl MapWatcher {
+    /// The next write, in revision order; `Err` (a message) when records it
+    /// needs were dropped.
+    pub async fn next(&mut self) -> Result<std::sync::Arc<super::Record>, String> {
+        match self {
+            MapWatcher::Local(w) => w.next().await.map_err(|e| e.to_string()),
+            #[cfg(feature = "etcd")]
+            MapWatcher::Etcd(w) => w.next().await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// 501 `cluster_unsupported`: named, never silently local.
 pub fn cluster_unsupported(what: &str) -> ApiError {
     ApiError::new(
@@ -273,6 +294,23 @@ impl Shared {
                 Ok(id) => c.restore(&m, map, *id, &why, refuse).await,
                 Err(_) => Err(cluster_unsupported("restore of a delete plan")),
             },
+        }
+    }
+
+    /// A watcher of `map` from revision `from` (inclusive; `None`: from the
+    /// next write); the map is created if absent (default policy).
+    pub fn watch_map(&self, map: &str, from: Option<u64>) -> Result<MapWatcher, ApiError> {
+        let m = self.map_or_create(map)?;
+        match &self.store {
+            Store::Local(_) => m
+                .watch(from.map(Revision::new))
+                .map(MapWatcher::Local)
+                .map_err(crate::library_errors::watch_error),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(c) => c
+                .watch(map, from)
+                .map(MapWatcher::Etcd)
+                .map_err(|e| crate::library_errors::compacted(e.oldest)),
         }
     }
 

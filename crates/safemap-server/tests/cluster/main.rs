@@ -157,13 +157,17 @@ async fn a_write_through_one_server_is_read_through_another() {
 
     // What cluster mode does not do yet is refused by name, never done locally.
     let r = a
-        .req(Method::GET, "/v1/maps/m/watch", &admin)
+        .req(
+            Method::GET,
+            "/v1/delete-plans/0123456789abcdef/tree",
+            &admin,
+        )
         .send()
         .await
         .unwrap();
     let (s, _, v) = answer(r).await;
     assert_eq!((s, code(&v)), (501, "cluster_unsupported"), "{v}");
-    assert_eq!(v["error"]["details"]["feature"], "watch streams");
+    assert_eq!(v["error"]["details"]["feature"], "delete plans");
 
     // Tokens live in etcd: created through A, usable through B within 1 s;
     // revoked through A, refused by B 1 s later.
@@ -812,4 +816,71 @@ async fn refresh_and_the_console_delete_feed_work_through_any_server() {
         .map(|r| r["op"].as_str().unwrap())
         .collect();
     assert_eq!(ops, ["put", "delete", "restore"], "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_through_one_server_sees_writes_through_another_in_order() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let (s, _, v) = put(&a, &admin, "a", json!(1), None).await;
+    assert_eq!(s, 201, "{v}");
+    let first = v["revision"].as_u64().unwrap();
+    // Another map's write in between is not part of this map's stream.
+    let r = a
+        .req(Method::PUT, "/v1/maps/other/keys/z", &admin)
+        .json(&json!(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut stream = b
+        .req(
+            Method::GET,
+            &format!("/v1/maps/m/watch?from_revision={first}"),
+            &admin,
+        )
+        .header("x-min-revision", first.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let (s, _, v) = put(&a, &admin, "a", json!(2), Some(first)).await;
+    assert_eq!(s, 200, "{v}");
+    let second = v["revision"].as_u64().unwrap();
+    let (s, _, v) = delete(&a, &admin, "a", None).await;
+    assert_eq!(s, 200, "{v}");
+    let third = v["revision"].as_u64().unwrap();
+    let mut text = String::new();
+    let mut events: Vec<(u64, Value)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.len() < 3 {
+        let chunk = tokio::time::timeout_at(deadline.into(), stream.chunk())
+            .await
+            .expect("three events within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|s| s.trim().parse::<u64>().unwrap());
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"));
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((id, serde_json::from_str(data.trim()).unwrap()));
+            }
+        }
+    }
+    let seen: Vec<(u64, &str)> = events
+        .iter()
+        .map(|(id, d)| (*id, d["op"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, [(first, "put"), (second, "put"), (third, "delete")]);
+    assert_eq!(events[1].1["value"], json!(2));
+    assert_eq!(events[1].1["key"], "a");
 }
