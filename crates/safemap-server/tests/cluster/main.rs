@@ -145,6 +145,11 @@ async fn a_write_through_one_server_is_read_through_another() {
     assert_eq!((s, code(&v)), (504, "replica_behind"), "{v}");
     assert!(v["error"]["details"]["replica_revision"].as_u64().unwrap() >= rev2);
     assert!(started.elapsed() >= Duration::from_secs(4));
+    // Without a valid token nothing waits: 401 at once.
+    let started = Instant::now();
+    let (s, _, _) = get(&a, "not-a-token", "k%201", Some(rev2 + 1_000_000)).await;
+    assert_eq!(s, 401);
+    assert!(started.elapsed() < Duration::from_secs(2));
 
     // A value whose write and audit record exceed etcd's request limit: 413, nothing written.
     let big = "x".repeat(800_000);
