@@ -19,6 +19,7 @@
 
 pub mod layout;
 pub mod policies;
+pub mod prune;
 pub mod replica;
 pub mod txn;
 pub mod watch;

@@ -39,6 +39,13 @@ pub async fn start(shared: &Arc<Shared>, cluster: &Arc<Cluster>) -> Result<u64, 
         .loaded
         .store(true, std::sync::atomic::Ordering::Release);
     let weak = Arc::downgrade(shared);
+    let pause = super::prune::interval(shared);
+    tokio::spawn(super::prune::prune_loop(
+        weak.clone(),
+        Arc::clone(cluster),
+        pause,
+        shared.shutdown.clone(),
+    ));
     let cluster = Arc::clone(cluster);
     let shutdown = shared.shutdown.clone();
     tokio::spawn(watch_loop(weak, cluster, shutdown));

@@ -98,20 +98,16 @@ impl Shared {
         let path = self.data_dir.join("admin.token");
         let write =
             || write_secret(&path, &token).map_err(|e| format!("writing {}: {e}", path.display()));
-        // Local: the file first, so a crash between leaves a file for a token
-        // that does not exist (the next start creates a new one), never a token
-        // nobody holds. Cluster: only the server whose transaction created the
-        // token writes the file, so after it.
-        let local = matches!(self.store, Store::Local(_));
-        if local {
-            write()?;
-        }
+        // The file first, so a crash between leaves a file for a token that
+        // does not exist (the next start creates a new one), never a token
+        // nobody holds. In a cluster, a server whose transaction lost (another
+        // created the admin token first) removes its file again.
+        write()?;
         if !self.save_admin(&stored).await? {
-            // Another server of the cluster created it first.
+            if let Err(e) = std::fs::remove_file(&path) {
+                return Err(format!("removing {}: {e}", path.display()));
+            }
             return Ok(None);
-        }
-        if !local {
-            write()?;
         }
         self.tokens.insert(&stored);
         Ok(Some(path))

@@ -30,13 +30,29 @@ pub fn etcd_available() -> bool {
     found
 }
 
-/// A free loopback port (bound then released; good enough on a test machine).
+/// A free loopback port below Linux's ephemeral range (32768–60999), so that
+/// no outgoing connection takes it while its process is down (a killed member
+/// restarts on the same ports). Random, and checked by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .as_nanos() as u64
+        ^ (u64::from(std::process::id()) << 32);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // splitmix64
+        let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let port = 10_000 + (z % 22_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Member {

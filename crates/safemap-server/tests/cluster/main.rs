@@ -889,3 +889,37 @@ async fn a_watch_through_one_server_sees_writes_through_another_in_order() {
     assert_eq!(events[1].1["value"], json!(2));
     assert_eq!(events[1].1["key"], "a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_records_past_retention_are_pruned_from_etcd() {
+    if !etcd_available() {
+        return;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "[maps.m]\nretention = \"2s\"\n[maps.keep]\n";
+    let (a, _b, admin) = two_servers(&etcd, tmp.path(), Some(config)).await;
+    assert_eq!(put(&a, &admin, "p", json!(1), None).await.0, 201);
+    assert_eq!(delete(&a, &admin, "p", None).await.0, 200);
+    let r = a
+        .req(Method::PUT, "/v1/maps/keep/keys/k", &admin)
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(etcd.keys("/t/audit/").await.len(), 3);
+    // Map m keeps its records 2 s: pruned within a few seconds after that;
+    // map keep (7 days by default) keeps its record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while etcd.keys("/t/audit/").await.len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "records past retention were not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = etcd.keys("/t/audit/").await;
+    let record = etcd.value(&left[0]).await.unwrap();
+    assert!(record.contains("\"map\":\"keep\""), "{record}");
+}
