@@ -15,6 +15,11 @@
 //! tls_cert = "/etc/safemap/cert.pem"  # serve HTTPS (rustls) when both are set
 //! tls_key = "/etc/safemap/key.pem"
 //!
+//! [store]                          # optional; default: the local store in the data directory
+//! kind = "etcd"                    # "local" (default) or "etcd" (cluster.md; cargo feature `etcd`)
+//! endpoints = ["http://127.0.0.1:2379"]  # etcd client URLs (kind = "etcd")
+//! prefix = "/safemap/"             # every key under it; must end with '/'
+//!
 //! [maps.orders]
 //! retention = "7d"
 //! delete_breaker = { max_deletes = 100, per_seconds = 60 }
@@ -157,11 +162,67 @@ impl MapPolicy {
     }
 }
 
+/// Default prefix of the etcd store.
+pub const DEFAULT_ETCD_PREFIX: &str = "/safemap/";
+
+/// Where entries, audit records and tokens live (`[store]`, `--store`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded log + checkpoint in the data directory (STORAGE.md).
+    #[default]
+    Local,
+    /// An etcd cluster (cluster.md): the truth lives there, the server keeps a replica.
+    Etcd {
+        /// Client URLs of the etcd members (at least one).
+        endpoints: Vec<String>,
+        /// Every key the server touches starts with it; ends with `/`.
+        prefix: String,
+    },
+}
+
+impl StoreConfig {
+    /// The etcd store, checked: at least one endpoint, each an `http://` URL,
+    /// and a prefix that ends with `/`.
+    pub fn etcd(endpoints: Vec<String>, prefix: Option<String>) -> Result<Self, String> {
+        let prefix = prefix.unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_string());
+        check_etcd_prefix(&prefix)?;
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err("the etcd store needs at least one endpoint (--etcd-endpoints http://HOST:PORT,...)".into());
+        }
+        if let Some(bad) = endpoints
+            .iter()
+            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return Err(format!(
+                "etcd endpoint {bad:?} is not a URL (http://HOST:PORT)"
+            ));
+        }
+        Ok(StoreConfig::Etcd { endpoints, prefix })
+    }
+}
+
+/// The etcd prefix rule: non-empty, ends with `/` (so `/a/` never matches `/ab/`).
+pub fn check_etcd_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.ends_with('/') {
+        return Err(format!(
+            "the etcd prefix {prefix:?} must end with '/' (e.g. \"{DEFAULT_ETCD_PREFIX}\")"
+        ));
+    }
+    Ok(())
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// Server-wide settings.
     pub server: ServerSettings,
+    /// The store (local or etcd).
+    pub store: StoreConfig,
     /// Policies of configured maps, by name.
     pub maps: BTreeMap<String, MapPolicy>,
 }
@@ -395,7 +456,56 @@ impl Config {
             }
             maps.insert(name, policy);
         }
-        Ok(Config { server, maps })
+        let store = match raw.store {
+            None => StoreConfig::Local,
+            Some(st) => match st.kind.as_ref().map(|k| k.get_ref().as_str()) {
+                None | Some("local") => {
+                    if let Some(e) = st
+                        .endpoints
+                        .as_ref()
+                        .map(Spanned::span)
+                        .or(st.prefix.as_ref().map(Spanned::span))
+                    {
+                        return Err(err(
+                            e,
+                            "store".into(),
+                            "endpoints and prefix apply only to kind = \"etcd\"".into(),
+                        ));
+                    }
+                    StoreConfig::Local
+                }
+                Some("etcd") => {
+                    let span = st.kind.as_ref().map_or(0..0, Spanned::span);
+                    if let Some(p) = &st.prefix {
+                        check_etcd_prefix(p.get_ref())
+                            .map_err(|m| err(p.span(), "store.prefix".into(), m))?;
+                    }
+                    let field = if st.endpoints.is_some() {
+                        "store.endpoints"
+                    } else {
+                        "store"
+                    };
+                    StoreConfig::etcd(
+                        st.endpoints.map(Spanned::into_inner).unwrap_or_default(),
+                        st.prefix.map(Spanned::into_inner),
+                    )
+                    .map_err(|m| err(span, field.into(), m))?
+                }
+                Some(other) => {
+                    let span = st.kind.as_ref().map_or(0..0, Spanned::span);
+                    return Err(err(
+                        span,
+                        "store.kind".into(),
+                        format!("{other:?} is not \"local\" or \"etcd\""),
+                    ));
+                }
+            },
+        };
+        Ok(Config {
+            server,
+            store,
+            maps,
+        })
     }
 }
 
@@ -474,8 +584,17 @@ fn field_of(message: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: Option<RawServer>,
+    store: Option<RawStore>,
     #[serde(default)]
     maps: BTreeMap<Spanned<String>, RawMap>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    kind: Option<Spanned<String>>,
+    endpoints: Option<Spanned<Vec<String>>>,
+    prefix: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -549,6 +668,30 @@ equals = "archived"
 
     fn parse(t: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("safemap.toml"), t)
+    }
+
+    #[test]
+    fn store_section_is_checked() {
+        assert_eq!(parse("").unwrap().store, StoreConfig::Local);
+        let c =
+            parse("[store]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n").unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Etcd {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                prefix: DEFAULT_ETCD_PREFIX.into()
+            }
+        );
+        let e = parse("[store]\nkind = \"etcd\"\nendpoints = [\"http://a:1\"]\nprefix = \"/x\"\n")
+            .unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("store.prefix", 4));
+        assert!(e.message.contains("must end with '/'"), "{e}");
+        let e = parse("[store]\nkind = \"etcd\"\n").unwrap_err();
+        assert!(e.message.contains("at least one endpoint"), "{e}");
+        let e = parse("[store]\nkind = \"zookeeper\"\n").unwrap_err();
+        assert_eq!(e.field, "store.kind");
+        let e = parse("[store]\nprefix = \"/a/\"\n").unwrap_err();
+        assert!(e.message.contains("only to kind"), "{e}");
     }
 
     #[test]

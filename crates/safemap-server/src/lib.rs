@@ -22,6 +22,8 @@
 
 pub mod auth;
 pub mod cli;
+#[cfg(feature = "etcd")]
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod error;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use safemap_server::cli::{ClientCmd, Conn};
-use safemap_server::config::Config;
+use safemap_server::config::{Config, StoreConfig};
 use safemap_server::{ServeOptions, run};
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +53,17 @@ struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "SAFEMAP_CONFIG")]
     config: Option<PathBuf>,
+    /// Where the data lives: `local` (the data directory) or `etcd` (cluster
+    /// mode, cluster.md; needs a binary built with `--features etcd`).
+    /// Overrides `[store] kind` of the config file.
+    #[arg(long, env = "SAFEMAP_STORE", value_parser = ["local", "etcd"])]
+    store: Option<String>,
+    /// etcd client URLs, comma-separated (with --store etcd).
+    #[arg(long, env = "SAFEMAP_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Prefix of every etcd key the server touches; ends with '/' (default /safemap/).
+    #[arg(long, env = "SAFEMAP_ETCD_PREFIX")]
+    etcd_prefix: Option<String>,
     /// PEM certificate chain: serve HTTPS (with --tls-key; overrides the config file).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -190,6 +201,46 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The store from the flags over the config file's `[store]`.
+fn store_of(args: &ServeArgs, file: &StoreConfig) -> Result<StoreConfig, String> {
+    let etcd_flags = !args.etcd_endpoints.is_empty() || args.etcd_prefix.is_some();
+    match args.store.as_deref() {
+        Some("local") if etcd_flags => {
+            Err("--etcd-endpoints and --etcd-prefix apply only to --store etcd".into())
+        }
+        Some("local") => Ok(StoreConfig::Local),
+        Some(_) => {
+            let (endpoints, prefix) = match file {
+                StoreConfig::Etcd { endpoints, prefix } => {
+                    (endpoints.clone(), Some(prefix.clone()))
+                }
+                StoreConfig::Local => (Vec::new(), None),
+            };
+            let endpoints = if args.etcd_endpoints.is_empty() {
+                endpoints
+            } else {
+                args.etcd_endpoints.clone()
+            };
+            StoreConfig::etcd(endpoints, args.etcd_prefix.clone().or(prefix))
+        }
+        None => match file {
+            StoreConfig::Local if etcd_flags => Err(
+                "--etcd-endpoints and --etcd-prefix need --store etcd (or [store] kind = \"etcd\")"
+                    .into(),
+            ),
+            StoreConfig::Local => Ok(StoreConfig::Local),
+            StoreConfig::Etcd { endpoints, prefix } => StoreConfig::etcd(
+                if args.etcd_endpoints.is_empty() {
+                    endpoints.clone()
+                } else {
+                    args.etcd_endpoints.clone()
+                },
+                Some(args.etcd_prefix.clone().unwrap_or_else(|| prefix.clone())),
+            ),
+        },
+    }
+}
+
 async fn serve(args: ServeArgs) -> i32 {
     let mut config = match &args.config {
         None => Config::default(),
@@ -204,6 +255,14 @@ async fn serve(args: ServeArgs) -> i32 {
     };
     if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
         config.server.tls = Some((c, k));
+    }
+    match store_of(&args, &config.store) {
+        Ok(store) => config.store = store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            tracing::error!("{e}");
+            return 2;
+        }
     }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,

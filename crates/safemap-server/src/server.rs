@@ -14,7 +14,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::LimitedListener;
 use crate::routes::{audit, entries, ops, plans, referrers, restore, tokens, watch, whoami};
@@ -29,6 +29,9 @@ pub struct ServeOptions {
     /// The configuration.
     pub config: Config,
 }
+
+/// Why a binary without the `etcd` feature refuses `--store etcd`.
+pub const NO_ETCD: &str = "this safemap was built without the etcd store: build it with `cargo build --release -p safemap-server --features etcd` (needs protoc, Debian's protobuf-compiler) to use --store etcd";
 
 /// Errors that stop the server.
 pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
@@ -107,16 +110,23 @@ pub fn router(state: AppState) -> Router {
     for (_, path, handler) in route_table() {
         r = r.route(path, handler);
     }
-    r.merge(crate::console::routes())
+    let r = r
+        .merge(crate::console::routes())
         .route_layer(middleware::from_fn(observe))
         .fallback(fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                ApiError::internal("the request handler panicked; this is a bug").into_response()
-            },
-        ))
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    // Cluster mode: X-Min-Revision and X-Safemap-Revision on /v1/.
+    #[cfg(feature = "etcd")]
+    let r = r.layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::cluster::revisions,
+    ));
+    r.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| {
+            ApiError::internal("the request handler panicked; this is a bug").into_response()
+        },
+    ))
+    .with_state(state)
 }
 
 async fn fallback(State(_): State<AppState>) -> Response {
@@ -235,11 +245,34 @@ pub async fn run_with_state(
         "http"
     };
     let data_dir = opts.data_dir.clone();
-    let shared = tokio::task::spawn_blocking(move || {
-        Shared::open(&data_dir, opts.config, addr.ip().is_loopback(), stop_rx)
-    })
-    .await??;
-    let state: AppState = Arc::new(shared);
+    let loopback = addr.ip().is_loopback();
+    let state: AppState = match opts.config.store.clone() {
+        StoreConfig::Local => Arc::new(
+            tokio::task::spawn_blocking(move || {
+                Shared::open(&data_dir, opts.config, loopback, stop_rx)
+            })
+            .await??,
+        ),
+        #[cfg(feature = "etcd")]
+        StoreConfig::Etcd { endpoints, prefix } => {
+            let shared = crate::cluster::open_shared(
+                &data_dir,
+                opts.config,
+                loopback,
+                stop_rx,
+                &endpoints,
+                &prefix,
+            )
+            .await?;
+            let state = Arc::new(shared);
+            if let Some(c) = state.cluster().cloned() {
+                crate::cluster::replica::start(&state, &c).await?;
+            }
+            state
+        }
+        #[cfg(not(feature = "etcd"))]
+        StoreConfig::Etcd { .. } => return Err(NO_ETCD.into()),
+    };
     if let Some(path) = state.bootstrap_admin().await? {
         println!("admin token written to {}", path.display());
         tracing::info!(path = %path.display(), "created the admin token");
@@ -258,9 +291,11 @@ pub async fn run_with_state(
         let _ = stop_tx.send(true);
     })
     .await;
-    let storage = state.storage.clone();
-    tokio::task::spawn_blocking(move || storage.close()).await?;
-    tracing::info!("storage closed cleanly");
+    if let Ok(storage) = state.local_storage("closing") {
+        let storage = storage.clone();
+        tokio::task::spawn_blocking(move || storage.close()).await?;
+        tracing::info!("storage closed cleanly");
+    }
     Ok(())
 }
 

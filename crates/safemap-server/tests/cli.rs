@@ -131,3 +131,66 @@ fn serve_refuses_a_bad_config_naming_file_line_and_field() {
         "{err}"
     );
 }
+
+fn serve(args: &[&str], dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A binary built without the `etcd` feature says how to get one that has it,
+/// and creates nothing.
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn a_binary_without_the_etcd_feature_refuses_the_etcd_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let endpoints = ["--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:9"];
+    let (code, err) = serve(&endpoints, &dir);
+    assert_ne!(code, 0);
+    assert!(err.contains("--features etcd"), "{err}");
+    assert!(!dir.exists(), "nothing is created");
+}
+
+#[test]
+fn store_flags_are_checked_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--store",
+                "etcd",
+                "--etcd-endpoints",
+                "http://127.0.0.1:9",
+                "--etcd-prefix",
+                "/x",
+            ],
+            "must end with '/'",
+        ),
+        (&["--store", "etcd"], "at least one endpoint"),
+        (
+            &["--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379"],
+            "is not a URL",
+        ),
+        (
+            &["--store", "local", "--etcd-endpoints", "http://127.0.0.1:9"],
+            "apply only to --store etcd",
+        ),
+    ];
+    for (args, message) in cases {
+        let (code, err) = serve(args, &dir);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    assert!(!dir.exists(), "nothing is created");
+}

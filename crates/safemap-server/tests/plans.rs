@@ -229,7 +229,7 @@ async fn plans_survive_a_restart() {
     let (st, crashed) = plan(&s, json!({"keys": ["late"]})).await;
     assert_eq!(st, 201);
     let crashed = crashed["plan_id"].as_str().unwrap().to_string();
-    s.state.storage.halt_as_crash();
+    s.state.local_storage("test").unwrap().halt_as_crash();
     s.stop().await;
 
     let s = TestServer::start_in(dir, CONFIG).await;

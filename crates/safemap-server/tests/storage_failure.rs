@@ -14,7 +14,10 @@ async fn failed_fsync_turns_writes_and_readiness_503() {
     let s = TestServer::start().await;
     let (st, v) = sj(s.put("m", "a", json!(1)).await).await;
     assert_eq!((st, v["revision"].as_u64()), (201, Some(1)));
-    s.state.storage.inject_commit_failure();
+    s.state
+        .local_storage("test")
+        .unwrap()
+        .inject_commit_failure();
     let (st, v) = sj(s.put("m", "b", json!(2)).await).await;
     assert_eq!((st, code(&v)), (503, "storage_unavailable"));
     let (st, _) = sj(s.req(Method::GET, "/readyz", None).send().await.unwrap()).await;

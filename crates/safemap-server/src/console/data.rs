@@ -126,7 +126,7 @@ pub async fn deletes(
     let actor = given(p.actor);
     let reason = given(p.reason).map(|s| s.to_lowercase());
 
-    let latest_id = st.journal.last_audit_id().get();
+    let latest_id = st.last_audit_id();
     let query = AuditQuery {
         map,
         key: given(p.key),
@@ -134,7 +134,7 @@ pub async fn deletes(
         after,
         limit,
     };
-    let newest = st.journal.query_newest(&query, |r| {
+    let newest = st.audit_newest(&query, |r| {
         r.op == Op::Delete
             && prefix
                 .as_ref()

@@ -78,7 +78,7 @@ pub async fn audit(
         return Ok(Json(json!({"records": [], "next": null})).into_response());
     }
     // One more than the page, to know whether another page follows.
-    let mut records = st.journal.query(&AuditQuery {
+    let mut records = st.audit_query(&AuditQuery {
         map: p.map,
         key: p.key,
         plan_id,

@@ -16,10 +16,7 @@ use crate::extract::{
     Authed, CanDelete, CanRead, CanWrite, IfMatch, JsonBody, MapKey, MapName, Q, Trace, if_match,
     if_none_match, limit, reason,
 };
-use crate::library_errors::{
-    REFERENCED_LISTED, already_exists, delete_error, no_key, put_error, refresh_error,
-    revision_mismatch,
-};
+use crate::library_errors::{already_exists, delete_error, no_key, revision_mismatch};
 use crate::names::check_key;
 use crate::references::{check_value, target_of};
 use crate::state::AppState;
@@ -107,11 +104,10 @@ pub async fn put_entry(
             .find(|(name, _)| *name == reference)
             .and_then(|(_, key)| key.clone())
     };
-    let w = m
-        .put(key.clone(), value, expect, &why)
-        .map_err(|e| put_error(e, target))?;
-    st.until_durable(&w).await?;
-    let status = if w.created() {
+    let w = st
+        .put_entry(&map, key.clone(), value, expect, &why, target)
+        .await?;
+    let status = if w.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -120,13 +116,13 @@ pub async fn put_entry(
         status,
         Json(json!({
             "key": key,
-            "revision": w.revision().get(),
-            "create_revision": w.create_revision().get(),
-            "version": w.version(),
+            "revision": w.revision.get(),
+            "create_revision": w.create_revision.get(),
+            "version": w.version,
         })),
     )
         .into_response();
-    set_etag(&mut resp, w.revision());
+    set_etag(&mut resp, w.revision);
     Ok(resp)
 }
 
@@ -143,26 +139,27 @@ pub async fn delete_entry(
     let m = st.map(&map).ok_or_else(|| no_key(&map, &key))?;
     st.check_writable()?;
     let why = reason_of(text, &a.0, &trace);
-    let result = match im {
-        None | Some(IfMatch::Any) => m.remove(&key, why),
+    let expect = match im {
+        None | Some(IfMatch::Any) => None,
         Some(im) => match im.pinned(|| m.get(&key).map(|e| e.revision())) {
-            Ok(rev) => m.remove_if(&key, rev, why),
+            Ok(rev) => Some(rev),
             // An absent key is a 404 before it is a 412 (the spec's precedence).
-            Err(None) => Err(DeleteError::NotFound),
-            Err(current) => Err(DeleteError::RevisionMismatch { current }),
+            Err(None) => return Err(delete_error(DeleteError::NotFound, &map, &key, Vec::new)),
+            Err(current) => {
+                let e = DeleteError::RevisionMismatch { current };
+                return Err(delete_error(e, &map, &key, Vec::new));
+            }
         },
     };
-    let referrers = || m.referrers(&key, None, REFERENCED_LISTED + 1);
-    let removed = result.map_err(|e| delete_error(e, &map, &key, referrers))?;
-    st.until_durable(&removed).await?;
+    let removed = st.delete_entry(&map, &key, expect, why).await?;
     let mut resp = Json(json!({
         "key": key,
-        "revision": removed.revision().get(),
-        "audit_id": removed.audit_id().map(|a| a.get()),
-        "previous": {"value": removed.value(), "revision": removed.previous_revision().get()},
+        "revision": removed.revision.get(),
+        "audit_id": removed.audit_id.map(|a| a.get()),
+        "previous": {"value": removed.value, "revision": removed.previous_revision.get()},
     }))
     .into_response();
-    set_etag(&mut resp, removed.revision());
+    set_etag(&mut resp, removed.revision);
     Ok(resp)
 }
 
@@ -252,26 +249,10 @@ pub async fn refresh(
         check_value(references, v, Some(k))?;
     }
     st.check_writable()?;
-    let m = st.map_or_create(&map)?;
     let why = reason_of(text, &a.0, &trace);
-    let keys: Vec<String> = body.entries.keys().cloned().collect();
-    // Checked as one batch: entries of the batch count as present for each
-    // other, and one missing target refuses the whole batch (references.md).
-    let revs = if references.is_empty() {
-        m.refresh_with(body.entries, &why)
-    } else {
-        let entries: Vec<(String, Value)> = body.entries.into_iter().collect();
-        match m.refresh_checked(entries.clone(), &why) {
-            Ok(revs) => revs,
-            Err(e) => {
-                let target = |v: &Value, reference: &str| target_of(references, v, reference);
-                return Err(refresh_error(e, &entries, target));
-            }
-        }
-    };
-    st.until_durable(revs.as_slice()).await?;
+    let revs = st.refresh_entries(&map, body.entries, &why).await?;
     let mut out = serde_json::Map::new();
-    for (k, r) in keys.into_iter().zip(revs) {
+    for (k, r) in revs {
         out.insert(k, json!(r.get()));
     }
     Ok(Json(json!({"revisions": out})).into_response())

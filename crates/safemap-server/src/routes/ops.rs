@@ -27,12 +27,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     if st.ready() {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            "storage failed a durable commit; the server refuses writes until restarted",
-        )
-        .into_response()
+        st.not_ready().into_response()
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn create_plan(
     MapName(map): MapName,
     JsonBody(body): JsonBody<PlanBody>,
 ) -> ApiResult<Response> {
+    st.local_only("delete plans")?;
     if body.prefix.is_none() && body.keys.is_none() && body.where_.is_none() {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -155,6 +156,7 @@ pub async fn plan_tree(
     Params(params): Params,
     Q(q): Q<TreeQuery>,
 ) -> ApiResult<Response> {
+    st.local_only("delete plans")?;
     let limit = limit(q.limit.as_deref(), st.config.server.max_list_limit)?;
     // The cursor is the position of the last key of the previous page.
     let start = match q.after.as_deref() {
@@ -200,6 +202,7 @@ pub async fn execute_plan(
     Params(params): Params,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    st.local_only("delete plans")?;
     let text = reason(&headers, true)?;
     // A missing X-Confirm-Count is malformed input: 400, before 404 and 412.
     let bad_count = |why: &str| {

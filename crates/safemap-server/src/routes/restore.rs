@@ -4,14 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use safemap::{AuditId, PlanId, RestoreError, RestoreReport};
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::reason_of;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, IsAdmin, JsonBody, MapName, Trace, reason};
-use crate::library_errors::{Restoring, no_map, restore_error};
+use crate::library_errors::no_map;
 use crate::state::AppState;
 
 /// Body of a restore: exactly one of `audit_id`, `plan_id`.
@@ -59,22 +59,10 @@ pub async fn restore(
             ));
         }
     };
-    let m = st.map(&map).ok_or_else(|| no_map(&map))?;
+    st.map(&map).ok_or_else(|| no_map(&map))?;
     st.check_writable()?;
     let why = reason_of(text, &a.0, &trace);
-    let result: Result<RestoreReport<String>, RestoreError> = match &which {
-        Ok(id) => m.restore(AuditId::new(*id), why),
-        Err(p) => match p.parse::<PlanId>() {
-            Ok(plan) => m.restore_plan(plan, why),
-            Err(_) => Err(RestoreError::NotFound),
-        },
-    };
-    let what = match &which {
-        Ok(id) => Restoring::AuditId(*id),
-        Err(p) => Restoring::Plan(p),
-    };
-    let report = result.map_err(|e| restore_error(e, what, &map))?;
-    st.until_durable(&report).await?;
+    let report = st.restore_map(&map, &which, why).await?;
     // A plan of a map that takes part in references may span maps: every
     // item names its map (references.md), restored ones in the order they
     // were written (parents first). Other restores keep http-api.md's shape.

@@ -75,10 +75,7 @@ pub async fn create(
     }
     let token = generate_token().map_err(ApiError::internal)?;
     let stored = stored_token(&body.name, &roles, &token);
-    st.storage
-        .token(TokenOp::Put(stored.clone()))
-        .await
-        .map_err(|_| ApiError::storage_unavailable())?;
+    st.save_token(TokenOp::Put(stored.clone())).await?;
     st.tokens.insert(&stored);
     let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     Ok((
@@ -126,9 +123,6 @@ pub async fn revoke(
     }
     // Revoke in memory first: effective at once, even if storage then fails.
     st.tokens.remove(&name);
-    st.storage
-        .token(TokenOp::Remove(name.clone()))
-        .await
-        .map_err(|_| ApiError::storage_unavailable())?;
+    st.save_token(TokenOp::Remove(name.clone())).await?;
     Ok(Json(json!({"name": name, "revoked": true})).into_response())
 }

@@ -16,13 +16,13 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
-use safemap::{Op, Revision};
+use safemap::Op;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, CanRead, MapName, Q, header_str};
-use crate::library_errors::{compacted, watch_error};
+use crate::library_errors::compacted;
 use crate::state::AppState;
 
 /// Query of a watch.
@@ -58,8 +58,7 @@ pub async fn watch(
     {
         return Err(compacted(st.history_floor));
     }
-    let m = st.map_or_create(&map)?;
-    let watcher = m.watch(from.map(Revision::new)).map_err(watch_error)?;
+    let watcher = st.watch_map(&map, from)?;
     let prefix = p.prefix.unwrap_or_default();
     let shutdown = st.shutdown.clone();
     let keepalive = st.config.server.watch_keepalive;

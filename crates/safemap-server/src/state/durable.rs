@@ -69,11 +69,16 @@ impl Shared {
     ) -> Result<(), ApiError> {
         match outcome.durable_target() {
             None => Ok(()),
-            Some(target) => self
-                .storage
-                .wait_durable(target)
-                .await
-                .map_err(|_| ApiError::storage_unavailable()),
+            Some(target) => match &self.store {
+                super::Store::Local(storage) => storage
+                    .wait_durable(target)
+                    .await
+                    .map_err(|_| ApiError::storage_unavailable()),
+                // Everything the replica holds was committed by etcd before it
+                // was applied, and nothing is written locally in cluster mode.
+                #[cfg(feature = "etcd")]
+                super::Store::Etcd(_) => Ok(()),
+            },
         }
     }
 }

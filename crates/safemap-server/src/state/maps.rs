@@ -80,6 +80,22 @@ impl Shared {
         Ok(m)
     }
 
+    /// The map for the replica of a store that already committed writes to it
+    /// (cluster mode): created if absent, beyond `max_maps` if need be, since
+    /// the truth is elsewhere and must be mirrored whole.
+    pub fn replica_map(&self, name: &str) -> Result<Arc<Map>, String> {
+        if let Some(m) = self.map(name) {
+            return Ok(m);
+        }
+        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = maps.get(name) {
+            return Ok(Arc::clone(m));
+        }
+        let m = self.build_map(name)?;
+        maps.insert(name.to_string(), Arc::clone(&m));
+        Ok(m)
+    }
+
     /// All maps, sorted by name.
     pub fn all_maps(&self) -> Vec<(String, Arc<Map>)> {
         let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());

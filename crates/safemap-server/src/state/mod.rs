@@ -13,6 +13,7 @@ mod maps;
 mod persist;
 mod plans;
 mod recovery;
+mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,11 +25,11 @@ use serde_json::Value;
 
 pub use durable::DurablePoint;
 pub use persist::{from_stored, to_stored};
+pub use store::{DeleteOutcome, MapWatcher, PutOutcome, Store, cluster_unsupported};
 
 use crate::auth::{self, Role, Tokens};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::storage::{Storage, TokenOp};
 
 /// The map type the server serves.
 pub type Map = SafeMap<String, Value>;
@@ -43,8 +44,8 @@ pub struct Shared {
     pub journal: Journal<String, Value>,
     /// Maps by name.
     pub maps: RwLock<HashMap<String, Arc<Map>>>,
-    /// Durable storage.
-    pub storage: Storage,
+    /// Where the data lives (local storage or etcd).
+    pub store: Store,
     /// Tokens.
     pub tokens: Tokens,
     /// Serialises token changes.
@@ -67,17 +68,23 @@ pub struct Shared {
 pub type AppState = Arc<Shared>;
 
 impl Shared {
-    /// Whether storage is healthy.
+    /// Whether storage is healthy (local), or the replica has caught up with
+    /// the revision read at start (etcd).
     pub fn ready(&self) -> bool {
-        !self.storage.is_failed()
+        match &self.store {
+            Store::Local(s) => !s.is_failed(),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(c) => c.ready(),
+        }
     }
 
-    /// Refuses writes while storage is failed (503).
+    /// Refuses writes while local storage is failed (503). In cluster mode
+    /// etcd answers each write itself.
     pub fn check_writable(&self) -> Result<(), ApiError> {
-        if self.storage.is_failed() {
-            return Err(ApiError::storage_unavailable());
+        match &self.store {
+            Store::Local(s) if s.is_failed() => Err(ApiError::storage_unavailable()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// On first start (no tokens at all): creates the `admin` token and writes it
@@ -87,10 +94,21 @@ impl Shared {
             return Ok(None);
         }
         let token = auth::generate_token()?;
-        let path = self.data_dir.join("admin.token");
-        write_secret(&path, &token).map_err(|e| format!("writing {}: {e}", path.display()))?;
         let stored = auth::stored_token(auth::ADMIN_TOKEN_NAME, &[Role::Admin], &token);
-        self.storage.token(TokenOp::Put(stored.clone())).await?;
+        let path = self.data_dir.join("admin.token");
+        let write =
+            || write_secret(&path, &token).map_err(|e| format!("writing {}: {e}", path.display()));
+        // The file first, so a crash between leaves a file for a token that
+        // does not exist (the next start creates a new one), never a token
+        // nobody holds. In a cluster, a server whose transaction lost (another
+        // created the admin token first) removes its file again.
+        write()?;
+        if !self.save_admin(&stored).await? {
+            if let Err(e) = std::fs::remove_file(&path) {
+                return Err(format!("removing {}: {e}", path.display()));
+            }
+            return Ok(None);
+        }
         self.tokens.insert(&stored);
         Ok(Some(path))
     }

@@ -85,10 +85,13 @@ impl Shared {
     }
 
     async fn write_plan(&self, row: StoredPlan) -> Result<(), ApiError> {
-        self.storage.plan(row).await.map_err(|e| {
-            tracing::error!(error = %e, "writing a delete plan failed");
-            ApiError::storage_unavailable()
-        })
+        self.local_storage("delete plans")?
+            .plan(row)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "writing a delete plan failed");
+                ApiError::storage_unavailable()
+            })
     }
 }
 

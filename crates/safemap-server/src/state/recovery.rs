@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use safemap::{AuditId, Journal, JournalSink, Revision};
 use serde_json::Value;
 
-use super::Shared;
 use super::persist::{StorageSink, from_stored};
 use super::plans::load_plans;
+use super::{Shared, Store};
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::storage::{Options as StorageOptions, Recovered, Storage, StorageError, StoredOp};
@@ -127,7 +127,7 @@ impl Shared {
             config,
             journal,
             maps: RwLock::new(HashMap::new()),
-            storage,
+            store: Store::Local(storage),
             tokens: Tokens::from_stored(&tokens),
             token_admin: tokio::sync::Mutex::new(()),
             loopback,

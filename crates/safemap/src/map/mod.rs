@@ -7,6 +7,7 @@ mod plans;
 mod read;
 mod refs;
 mod remove;
+mod replica;
 mod restore;
 mod write;
 

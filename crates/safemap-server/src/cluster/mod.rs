@@ -1,0 +1,321 @@
+//! Cluster mode (`--store etcd`, cluster.md): the truth lives in etcd, this
+//! server keeps a replica of every map fed by etcd's watch and runs the safety
+//! rules before it writes through.
+//!
+//! - [`layout`]: which etcd key holds what (STORAGE.md, "The etcd store");
+//! - [`replica`]: the range read at start, then the watch that applies every
+//!   committed change to the server's maps and tokens, in revision order;
+//! - [`txn`]: writes, each one etcd transaction comparing the key's
+//!   `mod_revision` with the revision its guards judged, with its audit record
+//!   in the same transaction.
+//!
+//! # Consistency
+//!
+//! A write is acknowledged only after etcd committed it (quorum) *and* this
+//! server's replica applied it ([`Cluster::wait_applied`]), so a server always
+//! reads its own writes. Reads through another server see it once that
+//! server's replica reached the write's revision: `X-Min-Revision` waits for it.
+//! The replica's revision ([`Cluster::applied`]) never goes backwards.
+
+pub mod layout;
+pub mod policies;
+pub mod prune;
+pub mod replica;
+pub mod txn;
+pub mod watch;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+
+use crate::error::ApiError;
+use layout::Layout;
+
+/// Longest wait of `X-Min-Revision` (and of a write for its own replica).
+pub const MIN_REVISION_WAIT: Duration = Duration::from_secs(5);
+/// Timeout of one etcd request: a write without quorum answers 503 after it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of connecting to one etcd endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A conditional write retries its transaction at most this many times when
+/// the replica's view was stale (each retry uses the state etcd returned).
+pub const MAX_TXN_ATTEMPTS: usize = 8;
+/// Largest transaction the server sends: etcd refuses requests over its
+/// `--max-request-bytes` (1.5 MiB by default), less room for keys and framing.
+pub const MAX_TXN_BYTES: usize = 1_400_000;
+/// Most deletes a map's breaker admits per window in cluster mode (each is a
+/// slot key read by every delete of the map).
+pub const MAX_CLUSTER_BREAKER: usize = 1000;
+/// Entries read per page of the range read at start.
+pub const RANGE_PAGE: i64 = 1000;
+
+/// The etcd store of one server.
+pub struct Cluster {
+    client: Client,
+    layout: Layout,
+    /// The highest etcd revision the replica has applied (everything at or
+    /// below it under the prefix is in the maps). Written only by the replica
+    /// task; `send_modify` keeps it monotonic.
+    applied: tokio::sync::watch::Sender<u64>,
+    /// The etcd revision of the range read at start; `/readyz` answers 200
+    /// once the replica applied it.
+    start_revision: AtomicU64,
+    /// Set once the range read at start is applied.
+    loaded: AtomicBool,
+    /// The newest audit records (by id = commit revision), at most
+    /// `audit_capacity`, for audit queries.
+    audit: std::sync::RwLock<std::collections::BTreeMap<u64, std::sync::Arc<crate::state::Record>>>,
+    audit_capacity: usize,
+    /// Every audit id at or below it was dropped from `audit` for capacity.
+    dropped: AtomicU64,
+}
+
+impl Cluster {
+    /// Connects to `endpoints` (no request is made yet).
+    pub async fn connect(
+        endpoints: &[String],
+        prefix: &str,
+        audit_capacity: usize,
+    ) -> Result<Cluster, String> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_require_leader(true);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| format!("connecting to etcd at {}: {e}", endpoints.join(",")))?;
+        let (applied, _) = tokio::sync::watch::channel(0);
+        Ok(Cluster {
+            client,
+            layout: Layout::new(prefix),
+            applied,
+            start_revision: AtomicU64::new(u64::MAX),
+            loaded: AtomicBool::new(false),
+            audit: std::sync::RwLock::new(std::collections::BTreeMap::new()),
+            audit_capacity: audit_capacity.max(1),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Holds an audit record read from etcd (the oldest is dropped beyond capacity).
+    pub(crate) fn hold_record(&self, record: crate::state::Record) {
+        let mut audit = self.audit.write().unwrap_or_else(|e| e.into_inner());
+        audit.insert(record.id.get(), std::sync::Arc::new(record));
+        while audit.len() > self.audit_capacity {
+            if let Some((id, _)) = audit.pop_first() {
+                self.dropped.fetch_max(id, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// The id of the newest audit record held (0: none).
+    pub fn last_audit_id(&self) -> u64 {
+        let audit = self.audit.read().unwrap_or_else(|e| e.into_inner());
+        audit.last_key_value().map_or(0, |(id, _)| *id)
+    }
+
+    /// The held audit records that match `query`, oldest first (as the
+    /// journal's query does).
+    pub fn audit_query(
+        &self,
+        query: &safemap::AuditQuery<String>,
+    ) -> Vec<std::sync::Arc<crate::state::Record>> {
+        let audit = self.audit.read().unwrap_or_else(|e| e.into_inner());
+        let from = query.after.map_or(0, |a| a.get().saturating_add(1));
+        audit
+            .range(from..)
+            .map(|(_, r)| r)
+            .filter(|r| query.map.as_deref().is_none_or(|m| &*r.map == m))
+            .filter(|r| query.key.as_ref().is_none_or(|k| &r.key == k))
+            .filter(|r| query.plan_id.is_none_or(|p| r.plan_id == Some(p)))
+            .take(query.limit)
+            .cloned()
+            .collect()
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// A client handle (cheap clone of the shared channel).
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The revision the replica has applied.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Moves the applied revision up to `revision` (never down).
+    pub(crate) fn advance(&self, revision: u64) {
+        self.applied.send_if_modified(|cur| {
+            if revision > *cur {
+                *cur = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Whether the replica has applied the revision read at start.
+    pub fn ready(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+            && self.applied() >= self.start_revision.load(Ordering::Acquire)
+    }
+
+    /// Waits until the replica applied `revision`, at most `limit`; `Err` with
+    /// the replica's revision when it did not in time.
+    pub async fn wait_applied(&self, revision: u64, limit: Duration) -> Result<u64, u64> {
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(limit, rx.wait_for(|r| *r >= revision)).await;
+        match reached {
+            Ok(Ok(r)) => Ok(*r),
+            _ => Err(self.applied()),
+        }
+    }
+
+    /// `X-Min-Revision`: waits up to [`MIN_REVISION_WAIT`], then 504 `replica_behind`.
+    pub async fn min_revision(&self, revision: u64) -> Result<(), ApiError> {
+        self.wait_applied(revision, MIN_REVISION_WAIT)
+            .await
+            .map(|_| ())
+            .map_err(replica_behind)
+    }
+}
+
+/// 504 `replica_behind`: the replica did not reach the revision in time.
+pub fn replica_behind(replica_revision: u64) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::GATEWAY_TIMEOUT,
+        "replica_behind",
+        format!(
+            "this server's replica did not reach the revision within {} s; retry, or ask another server",
+            MIN_REVISION_WAIT.as_secs()
+        ),
+    )
+    .with_details(serde_json::json!({"replica_revision": replica_revision}))
+}
+
+/// 503 `store_unavailable`: etcd did not answer (no quorum, no member reachable).
+pub fn store_unavailable(e: &etcd_client::Error) -> ApiError {
+    tracing::warn!(error = %e, "etcd request failed");
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "etcd did not commit the write (no quorum or no member reachable); its outcome is unknown: retry with If-Match / If-None-Match",
+    )
+    .with_retry_after(1)
+}
+
+/// What cluster mode refuses in the configuration for now, by name: a delete
+/// breaker above [`MAX_CLUSTER_BREAKER`] and references (not yet checked at
+/// the transaction's revision across maps).
+pub fn check_config(config: &crate::config::Config) -> Result<(), String> {
+    for (name, policy) in &config.maps {
+        if let Some((max, _)) = policy.breaker
+            && max > MAX_CLUSTER_BREAKER
+        {
+            return Err(format!(
+                "maps.{name}.delete_breaker: with --store etcd max_deletes is at most {MAX_CLUSTER_BREAKER} (each admitted delete holds a slot key in etcd), got {max}"
+            ));
+        }
+        if !policy.references.is_empty() {
+            return Err(format!(
+                "maps.{name}.references: references between maps are not supported yet with --store etcd; remove them or use the local store"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shared state of a server in cluster mode: maps (the replica, loaded by
+/// [`replica::start`]), tokens (from etcd) and a journal that holds no records
+/// (audit records live in etcd).
+pub async fn open_shared(
+    data_dir: &std::path::Path,
+    config: crate::config::Config,
+    loopback: bool,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    endpoints: &[String],
+    prefix: &str,
+) -> Result<crate::state::Shared, String> {
+    check_config(&config)?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let cluster = Cluster::connect(endpoints, prefix, config.server.journal_capacity).await?;
+    cluster.check_policies(&config).await?;
+    let journal = safemap::Journal::builder()
+        .retention(config.max_retention())
+        .capacity(1)
+        .record_puts(false)
+        .build();
+    Ok(crate::state::Shared {
+        config,
+        journal,
+        maps: std::sync::RwLock::new(std::collections::HashMap::new()),
+        store: crate::state::Store::Etcd(std::sync::Arc::new(cluster)),
+        tokens: crate::auth::Tokens::from_stored(&[]),
+        token_admin: tokio::sync::Mutex::new(()),
+        loopback,
+        shutdown,
+        profiling: AtomicBool::new(false),
+        data_dir: data_dir.to_path_buf(),
+        history_floor: 0,
+    })
+}
+
+/// `X-Min-Revision: N` (decimal): `None` when absent; 400 `invalid_header` when malformed.
+pub fn min_revision_header(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get("x-min-revision") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_header",
+                "X-Min-Revision must be a decimal revision (e.g. 42)",
+            )
+            .with_details(serde_json::json!({"header": "X-Min-Revision"}))
+        })
+}
+
+/// Middleware of cluster mode on `/v1/`: waits for `X-Min-Revision`, and sets
+/// `X-Safemap-Revision` (the replica's revision when answering) on every answer.
+pub async fn revisions(
+    axum::extract::State(st): axum::extract::State<crate::state::AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(c) = st.cluster().cloned() else {
+        return next.run(req).await;
+    };
+    if !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let waited = match min_revision_header(req.headers()) {
+        Err(e) => Err(e),
+        Ok(None) => Ok(()),
+        // Only a caller with a valid token waits (the others get their 401
+        // at once): no one without a token holds a connection for 5 s.
+        Ok(Some(_)) if crate::extract::authenticate(&st, req.headers()).is_err() => Ok(()),
+        Ok(Some(n)) => c.min_revision(n).await,
+    };
+    let mut resp = match waited {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    let applied = c.applied();
+    resp.headers_mut()
+        .insert("x-safemap-revision", axum::http::HeaderValue::from(applied));
+    resp
+}
