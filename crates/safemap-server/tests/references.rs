@@ -8,40 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::references::{CONFIG, execute, plan, referrers};
 use common::{TestServer, code, sj};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-const CONFIG: &str = r#"
-[maps.orders]
-
-[[maps.orders.deny_delete]]
-name = "locked"
-pointer = "/locked"
-equals = true
-
-[maps.order_items]
-
-[[maps.order_items.references]]
-name = "order"
-pointer = "/order_id"
-to = "orders"
-on_delete = "cascade"
-
-[maps.shipments]
-
-[[maps.shipments.references]]
-name = "order"
-pointer = "/order_id"
-to = "orders"
-
-[maps.nodes]
-
-[[maps.nodes.references]]
-name = "up"
-pointer = "/up"
-to = "nodes"
-"#;
 
 async fn refresh(s: &TestServer, map: &str, entries: Value) -> (u16, Value) {
     sj(s.admin(Method::POST, &format!("/v1/maps/{map}/refresh"))
@@ -49,41 +19,6 @@ async fn refresh(s: &TestServer, map: &str, entries: Value) -> (u16, Value) {
         .send()
         .await
         .unwrap())
-    .await
-}
-
-async fn referrers(s: &TestServer, map: &str, key: &str, query: &str) -> (u16, Value) {
-    sj(s.admin(
-        Method::GET,
-        &format!("/v1/maps/{map}/keys/{key}/referrers?{query}"),
-    )
-    .send()
-    .await
-    .unwrap())
-    .await
-}
-
-async fn plan(s: &TestServer, map: &str, body: Value) -> (u16, Value) {
-    sj(
-        s.admin(Method::POST, &format!("/v1/maps/{map}/delete-plans"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
-async fn execute(s: &TestServer, map: &str, id: &str, count: u64) -> (u16, Value) {
-    sj(s.admin(
-        Method::POST,
-        &format!("/v1/maps/{map}/delete-plans/{id}/execute"),
-    )
-    .header("x-reason", "cleanup")
-    .header("x-confirm-count", count.to_string())
-    .send()
-    .await
-    .unwrap())
     .await
 }
 

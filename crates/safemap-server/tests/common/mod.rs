@@ -2,6 +2,8 @@
 //! listener in this process, and a small HTTP client.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod references;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
