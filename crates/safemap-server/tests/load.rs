@@ -6,7 +6,8 @@
 //! wrapped (RSS at the end within 1.5× + 32 MiB of the RSS after warm-up), and prints the durable write throughput.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,14 +59,7 @@ async fn loopback_load_keeps_health_and_flat_memory() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let addr = common::listening_addr(&mut child);
     let url = format!("http://{addr}");
     let token = std::fs::read_to_string(tmp.path().join("data/admin.token"))
         .unwrap()

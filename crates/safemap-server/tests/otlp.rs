@@ -4,7 +4,8 @@
 #![cfg(feature = "otlp")]
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,13 +43,7 @@ async fn request_spans_reach_the_collector_with_the_callers_trace_id() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.to_string();
-        }
-    };
+    let addr = common::listening_addr(&mut child);
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let r = reqwest::Client::new()
         .get(format!("http://{addr}/healthz"))

@@ -80,7 +80,6 @@ async fn the_index_and_a_pending_cascade_plan_survive_a_restart() {
 /// data directory; the index is rebuilt from the recovered entries.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_index_is_right_after_kill_9() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("safemap.toml");
@@ -96,14 +95,7 @@ async fn the_index_is_right_after_kill_9() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the server exited").unwrap();
-            if let Some(a) = line.strip_prefix("listening on ") {
-                break a.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let addr = common::listening_addr(&mut child);
         (KillOnDrop(child), format!("http://{addr}/v1"))
     };
     let http = reqwest::Client::new();

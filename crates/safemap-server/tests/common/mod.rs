@@ -183,3 +183,23 @@ pub async fn sj(r: Response) -> (u16, Value) {
 pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
+
+/// The address from a spawned `safemap serve`'s `listening on <addr>` line
+/// (its stdout must be piped). The rest of its stdout is drained by a thread,
+/// so the child never blocks on a full pipe.
+pub fn listening_addr(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before listening")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
+}
