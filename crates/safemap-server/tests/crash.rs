@@ -69,10 +69,25 @@ struct Server {
     log: std::path::PathBuf,
 }
 
+/// Audit records the server holds in memory (what `GET /v1/audit` answers
+/// from): more than a long run writes (about 1000 per cycle on a fast
+/// machine), so that every acknowledged write's record can be checked. With
+/// the default 100 000, a 100-cycle run evicts its first records from memory
+/// (they stay on disk) and the check would fail for that reason alone.
+const JOURNAL_CAPACITY: usize = 2_000_000;
+
 fn start(dir: &Path, cycle: usize) -> Server {
     let log = dir.join(format!("server-{cycle}.log"));
+    let config = dir.join("safemap.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\njournal_capacity = {JOURNAL_CAPACITY}\n"),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_safemap"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(dir.join("data"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -126,6 +141,11 @@ async fn verify(http: &reqwest::Client, s: &Server, book: &mut Book) {
         st.pending = None;
     }
     // 2. Audit: every acknowledged write has its record.
+    assert!(
+        book.acked_writes.len() < JOURNAL_CAPACITY / 2,
+        "{} writes: the run outgrew what the server holds in memory; raise JOURNAL_CAPACITY",
+        book.acked_writes.len()
+    );
     let mut seen: HashSet<(String, String, u64)> = HashSet::new();
     let mut after = 0u64;
     loop {
