@@ -8,6 +8,7 @@
 //! | `<prefix>meta/bootstrap` | set in the transaction that created the admin token |
 //! | `<prefix>meta/policies` | the `[maps]` policies every server must run (JSON) |
 //! | `<prefix>breaker/<M>/<i>` | slot `i` of map M's delete breaker: the time (ms) of the delete that took it |
+//! | `<prefix>plans/<plan id>` | a delete plan (JSON, as the local `plans` row): pending with its pinned keys, or executed (a tombstone) |
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -29,6 +30,8 @@ pub enum Slot {
     Audit,
     /// A token, by name.
     Token(String),
+    /// A delete plan, by id (as written: 16 hex digits when it is ours).
+    Plan(String),
     /// Bookkeeping (`meta/...`) or anything this version does not know.
     Other,
 }
@@ -73,6 +76,21 @@ impl Layout {
         format!("{}tokens/{name}", self.prefix)
     }
 
+    /// The key of delete plan `id`.
+    pub fn plan(&self, id: &str) -> String {
+        format!("{}plans/{id}", self.prefix)
+    }
+
+    /// The prefix of every delete plan.
+    pub fn plans(&self) -> String {
+        format!("{}plans/", self.prefix)
+    }
+
+    /// The prefix of map `map`'s entries.
+    pub fn entries(&self, map: &str) -> String {
+        format!("{}maps/{map}/keys/", self.prefix)
+    }
+
     /// The prefix of map `map`'s breaker slots.
     pub fn breaker(&self, map: &str) -> String {
         format!("{}breaker/{map}/", self.prefix)
@@ -107,6 +125,9 @@ impl Layout {
         if rest.starts_with("audit/") {
             return Some(Slot::Audit);
         }
+        if let Some(id) = rest.strip_prefix("plans/") {
+            return Some(Slot::Plan(id.to_string()));
+        }
         if let Some(name) = rest.strip_prefix("tokens/") {
             return Some(Slot::Token(name.to_string()));
         }
@@ -134,5 +155,9 @@ mod tests {
             Some(Slot::Token("ci".into()))
         );
         assert_eq!(l.slot(l.new_audit().unwrap().as_bytes()), Some(Slot::Audit));
+        assert_eq!(
+            l.slot(l.plan("00ff00ff00ff00ff").as_bytes()),
+            Some(Slot::Plan("00ff00ff00ff00ff".into()))
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! The replica's revision ([`Cluster::applied`]) never goes backwards.
 
 pub mod layout;
+pub mod plans;
 pub mod policies;
 pub mod prune;
 pub mod replica;
@@ -47,6 +48,18 @@ pub const MAX_TXN_BYTES: usize = 1_400_000;
 /// Most deletes a map's breaker admits per window in cluster mode (each is a
 /// slot key read by every delete of the map).
 pub const MAX_CLUSTER_BREAKER: usize = 1000;
+/// Audit ids per etcd revision: the record at index `i` of the transaction
+/// committed at revision `R` has id `R * AUDIT_IDS_PER_REVISION + i`. One
+/// transaction writes one record, except a plan's execution (one per deleted
+/// key, at most [`MAX_CLUSTER_PLAN_KEYS`]); so ids are unique and increase in
+/// commit order, and `id / AUDIT_IDS_PER_REVISION` is the write's revision.
+pub const AUDIT_IDS_PER_REVISION: u64 = 1000;
+/// Most keys a delete plan holds in cluster mode (a cascading plan: its whole
+/// tree). Its execution is one etcd transaction with a compare and a delete
+/// per key; etcd's `--max-txn-ops` (128 by default) bounds each list, and the
+/// rest is kept for the plan key, the audit batch and reference compares.
+/// A larger selection is refused at creation (413 `plan_too_large`).
+pub const MAX_CLUSTER_PLAN_KEYS: usize = 100;
 /// Entries read per page of the range read at start.
 pub const RANGE_PAGE: i64 = 1000;
 
@@ -99,15 +112,28 @@ impl Cluster {
         })
     }
 
-    /// Holds an audit record read from etcd (the oldest is dropped beyond capacity).
-    pub(crate) fn hold_record(&self, record: crate::state::Record) {
+    /// Holds the audit records of one etcd audit key committed at `revision`
+    /// (the oldest are dropped beyond capacity): a record (JSON object) or a
+    /// plan execution's batch (JSON array, in deletion order). Each gets its
+    /// id from the revision and its index ([`AUDIT_IDS_PER_REVISION`]).
+    /// `Err` when the value does not decode.
+    pub(crate) fn hold_records(&self, revision: u64, value: &[u8]) -> Result<(), String> {
+        let records = crate::cluster::plans::decode_audit(value)?;
         let mut audit = self.audit.write().unwrap_or_else(|e| e.into_inner());
-        audit.insert(record.id.get(), std::sync::Arc::new(record));
+        for (i, mut r) in records.into_iter().enumerate() {
+            r.id = audit_id(revision, i);
+            r.revision = revision;
+            if r.create_revision == 0 {
+                r.create_revision = revision;
+            }
+            audit.insert(r.id, std::sync::Arc::new(crate::state::from_stored(r)));
+        }
         while audit.len() > self.audit_capacity {
             if let Some((id, _)) = audit.pop_first() {
                 self.dropped.fetch_max(id, Ordering::AcqRel);
             }
         }
+        Ok(())
     }
 
     /// The id of the newest audit record held (0: none).
@@ -186,6 +212,13 @@ impl Cluster {
             .map(|_| ())
             .map_err(replica_behind)
     }
+}
+
+/// The id of the audit record at `index` of the transaction committed at `revision`.
+pub fn audit_id(revision: u64, index: usize) -> u64 {
+    revision
+        .saturating_mul(AUDIT_IDS_PER_REVISION)
+        .saturating_add(index as u64)
 }
 
 /// 504 `replica_behind`: the replica did not reach the revision in time.

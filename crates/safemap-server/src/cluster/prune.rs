@@ -1,6 +1,7 @@
 //! Retention of audit records in etcd: etcd's compaction removes old
 //! revisions of keys, never a live key, so records past their map's retention
-//! are deleted by the servers themselves. Every server prunes (deleting a key
+//! are deleted by the servers themselves, and so are delete plans a day
+//! past their expiry (`plans::prune_plans`). Every server prunes (deleting a key
 //! already deleted is a no-op); each pass reads every record under
 //! `<prefix>audit/` in pages of [`super::RANGE_PAGE`].
 
@@ -11,7 +12,7 @@ use etcd_client::{GetOptions, Txn, TxnOp};
 
 use super::Cluster;
 use crate::state::Shared;
-use crate::storage::{StoredRecord, now_ms};
+use crate::storage::now_ms;
 
 /// Longest pause between two pruning passes.
 pub const PRUNE_INTERVAL_MAX: Duration = Duration::from_secs(60);
@@ -49,6 +50,11 @@ pub async fn prune_loop(
             Ok(n) => tracing::info!(records = n, "pruned audit records past retention from etcd"),
             Err(e) => tracing::warn!(error = %e, "pruning audit records failed; retrying later"),
         }
+        match super::plans::prune_plans(&cluster).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(plans = n, "pruned expired delete plans from etcd"),
+            Err(e) => tracing::warn!(error = %e, "pruning delete plans failed; retrying later"),
+        }
     }
 }
 
@@ -70,7 +76,11 @@ pub async fn prune_once(shared: &Shared, cluster: &Cluster) -> Result<usize, etc
         let resp = client.get(from.clone(), Some(options)).await?;
         let mut old = Vec::new();
         for kv in resp.kvs() {
-            let Ok(r) = serde_json::from_slice::<StoredRecord>(kv.value()) else {
+            // A plan's batch holds records of one time; its first decides.
+            let Some(r) = super::plans::decode_audit(kv.value())
+                .ok()
+                .and_then(|rs| rs.into_iter().next())
+            else {
                 continue;
             };
             let retention = shared.config.policy_for(&r.map).retention.as_millis() as u64;

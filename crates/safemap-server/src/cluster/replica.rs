@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::Cluster;
 use super::layout::Slot;
 use crate::state::Shared;
-use crate::storage::{StoredRecord, StoredToken};
+use crate::storage::StoredToken;
 
 /// How often the watch asks etcd for its progress.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -170,21 +170,12 @@ fn apply_put(shared: &Shared, cluster: &Cluster, kv: &KeyValue) -> Option<Slot> 
             Ok(t) if t.name == *name => shared.tokens.insert(&t),
             _ => tracing::warn!(name, "an etcd token that does not decode was skipped"),
         },
-        Slot::Audit => match serde_json::from_slice::<StoredRecord>(kv.value()) {
-            Ok(mut r) => {
-                // The id and revision are the commit revision of the write.
-                let revision = kv.mod_revision() as u64;
-                r.id = revision;
-                r.revision = revision;
-                if r.create_revision == 0 {
-                    r.create_revision = revision;
-                }
-                cluster.hold_record(crate::state::from_stored(r));
-            }
-            Err(e) => {
+        Slot::Audit => {
+            if let Err(e) = cluster.hold_records(kv.mod_revision() as u64, kv.value()) {
                 tracing::warn!(revision = kv.mod_revision(), error = %e, "an etcd audit record that does not decode was skipped")
             }
-        },
+        }
+        Slot::Plan(id) => super::plans::apply_plan(shared, id, kv),
         Slot::Other => {}
     }
     Some(slot)

@@ -26,11 +26,11 @@ use crate::storage::{StoredOp, StoredRecord, StoredToken, now_ms};
 
 /// An entry's state as a write judges it.
 #[derive(Debug, Clone)]
-struct Seen {
-    value: Value,
-    revision: u64,
-    create_revision: u64,
-    version: u64,
+pub(super) struct Seen {
+    pub(super) value: Value,
+    pub(super) revision: u64,
+    pub(super) create_revision: u64,
+    pub(super) version: u64,
 }
 
 impl Seen {
@@ -68,7 +68,7 @@ fn seen_of(resp: &TxnResponse) -> Option<Seen> {
     })
 }
 
-fn record(
+pub(super) fn record(
     map: &str,
     key: &str,
     op: StoredOp,
@@ -103,7 +103,7 @@ fn record(
 
 impl Cluster {
     /// Runs `txn`; Ok(Err(resp)) when its compare failed.
-    async fn run(&self, txn: Txn) -> Result<Result<u64, TxnResponse>, ApiError> {
+    pub(super) async fn run(&self, txn: Txn) -> Result<Result<u64, TxnResponse>, ApiError> {
         let mut client = self.client();
         let resp = client.txn(txn).await.map_err(|e| store_unavailable(&e))?;
         if resp.succeeded() {
@@ -115,7 +115,7 @@ impl Cluster {
     }
 
     /// Waits until the replica applied the write at `revision` (read-your-writes).
-    async fn until_applied(&self, revision: u64) -> Result<(), ApiError> {
+    pub(super) async fn until_applied(&self, revision: u64) -> Result<(), ApiError> {
         self.wait_applied(revision, MIN_REVISION_WAIT)
             .await
             .map(|_| ())
@@ -296,7 +296,7 @@ impl Cluster {
                     self.until_applied(revision).await?;
                     return Ok(DeleteOutcome {
                         revision: Revision::new(revision),
-                        audit_id: Some(AuditId::new(revision)),
+                        audit_id: Some(AuditId::new(super::audit_id(revision, 0))),
                         value: seen.value,
                         previous_revision: Revision::new(seen.revision),
                     });
@@ -509,7 +509,7 @@ impl Cluster {
 /// Refuses a transaction etcd would refuse as too large (413
 /// `too_large_for_etcd`), before anything is sent: the entry's value and its
 /// audit record (which holds the new and the previous value) travel together.
-fn check_size(bytes: usize) -> Result<(), ApiError> {
+pub(super) fn check_size(bytes: usize) -> Result<(), ApiError> {
     if bytes > super::MAX_TXN_BYTES {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -525,7 +525,7 @@ fn check_size(bytes: usize) -> Result<(), ApiError> {
 }
 
 /// 503 `store_contended`: the key kept changing under the write.
-fn contended() -> ApiError {
+pub(super) fn contended() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         "store_contended",

@@ -4,7 +4,8 @@
 //! applies more.
 //!
 //! Gap-free: records are inserted before the replica's revision moves past
-//! them, so once the applied revision is `A`, every record up to `A` is held
+//! them, so once the applied revision is `A`, every record up to `A` (ids below
+//! `audit_id(A + 1, 0)`) is held
 //! (or was dropped for capacity, which ends the stream with `compacted`).
 
 use std::collections::VecDeque;
@@ -72,7 +73,8 @@ impl Cluster {
 
 impl ClusterWatcher {
     fn check(&self) -> Result<(), Compacted> {
-        let dropped = self.cluster.dropped_through();
+        // Ids are revision * AUDIT_IDS_PER_REVISION + index.
+        let dropped = self.cluster.dropped_through() / super::AUDIT_IDS_PER_REVISION;
         if dropped >= self.next {
             return Err(Compacted {
                 oldest: dropped + 1,
@@ -94,7 +96,10 @@ impl ClusterWatcher {
                     let audit = self.cluster.audit.read().unwrap_or_else(|e| e.into_inner());
                     self.ready.extend(
                         audit
-                            .range(self.next..=applied)
+                            .range(
+                                super::audit_id(self.next, 0)
+                                    ..super::audit_id(applied.saturating_add(1), 0),
+                            )
                             .map(|(_, r)| r)
                             .filter(|r| *r.map == *self.map)
                             .cloned(),

@@ -64,7 +64,6 @@ pub async fn create_plan(
     MapName(map): MapName,
     JsonBody(body): JsonBody<PlanBody>,
 ) -> ApiResult<Response> {
-    st.local_only("delete plans")?;
     if body.prefix.is_none() && body.keys.is_none() && body.where_.is_none() {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -156,7 +155,6 @@ pub async fn plan_tree(
     Params(params): Params,
     Q(q): Q<TreeQuery>,
 ) -> ApiResult<Response> {
-    st.local_only("delete plans")?;
     let limit = limit(q.limit.as_deref(), st.config.server.max_list_limit)?;
     // The cursor is the position of the last key of the previous page.
     let start = match q.after.as_deref() {
@@ -202,7 +200,6 @@ pub async fn execute_plan(
     Params(params): Params,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    st.local_only("delete plans")?;
     let text = reason(&headers, true)?;
     // A missing X-Confirm-Count is malformed input: 400, before 404 and 412.
     let bad_count = |why: &str| {
@@ -220,11 +217,9 @@ pub async fn execute_plan(
     let m = st.map(&map).ok_or_else(|| no_map(&map))?;
     let plan: PlanId = raw.parse().map_err(|_| no_plan(&raw))?;
     st.check_writable()?;
-    let report = m
-        .execute(plan, count, reason_of(text, &a.0, &trace))
-        .map_err(|e| execute_error(e, &raw, count))?;
-    st.until_durable(&report).await?;
-    st.persist_executed(&map, plan).await?;
+    let report = st
+        .execute_plan(&m, &map, plan, &raw, count, reason_of(text, &a.0, &trace))
+        .await?;
     let conflicts: Vec<Value> = report.conflicts.iter().map(conflict_json).collect();
     let vetoed: Vec<Value> = report
         .vetoed

@@ -24,8 +24,13 @@ fn ms(t: SystemTime) -> u64 {
 }
 
 impl Shared {
-    /// Makes a new plan of `map` durable (503 if storage has failed).
+    /// Makes a new plan of `map` durable (503 if storage has failed); in
+    /// cluster mode, writes it to etcd (`cluster::plans`).
     pub async fn persist_plan(&self, map: &str, plan: &Plan<String>) -> Result<(), ApiError> {
+        #[cfg(feature = "etcd")]
+        if let Some(c) = self.cluster() {
+            return c.store_plan(self, map, plan).await;
+        }
         let row = StoredPlan {
             id: plan.id().to_string(),
             map: map.to_string(),
@@ -63,6 +68,30 @@ impl Shared {
             tree: Vec::new(),
         };
         self.write_plan(row).await
+    }
+
+    /// Executes `plan` of `map` (its replica or local map `m`) once,
+    /// answering once durable (local) or committed and applied (etcd).
+    pub async fn execute_plan(
+        &self,
+        m: &Map,
+        map: &str,
+        plan: PlanId,
+        raw: &str,
+        count: usize,
+        reason: safemap::Reason,
+    ) -> Result<safemap::ExecuteReport<String>, ApiError> {
+        #[cfg(feature = "etcd")]
+        if let Some(c) = self.cluster() {
+            let _ = (m, plan);
+            return c.execute_plan(self, map, raw, count, &reason).await;
+        }
+        let report = m
+            .execute(plan, count, reason)
+            .map_err(|e| crate::library_errors::execute_error(e, raw, count))?;
+        self.until_durable(&report).await?;
+        self.persist_executed(map, plan).await?;
+        Ok(report)
     }
 
     /// The planned keys of a pending plan of any map, parents before

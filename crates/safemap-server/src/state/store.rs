@@ -319,7 +319,7 @@ impl Shared {
             #[cfg(feature = "etcd")]
             Store::Etcd(c) => match which {
                 Ok(id) => c.restore(&m, map, *id, &why, refuse).await,
-                Err(_) => Err(cluster_unsupported("restore of a delete plan")),
+                Err(p) => c.restore_plan(self, map, p, &why, refuse).await,
             },
         }
     }
