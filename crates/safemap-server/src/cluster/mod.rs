@@ -21,6 +21,7 @@ pub mod layout;
 pub mod plans;
 pub mod policies;
 pub mod prune;
+pub mod refs;
 pub mod replica;
 pub mod txn;
 pub mod watch;
@@ -245,9 +246,8 @@ pub fn store_unavailable(e: &etcd_client::Error) -> ApiError {
     .with_retry_after(1)
 }
 
-/// What cluster mode refuses in the configuration for now, by name: a delete
-/// breaker above [`MAX_CLUSTER_BREAKER`] and references (not yet checked at
-/// the transaction's revision across maps).
+/// What cluster mode refuses in the configuration, by name: a delete
+/// breaker above [`MAX_CLUSTER_BREAKER`].
 pub fn check_config(config: &crate::config::Config) -> Result<(), String> {
     for (name, policy) in &config.maps {
         if let Some((max, _)) = policy.breaker
@@ -255,11 +255,6 @@ pub fn check_config(config: &crate::config::Config) -> Result<(), String> {
         {
             return Err(format!(
                 "maps.{name}.delete_breaker: with --store etcd max_deletes is at most {MAX_CLUSTER_BREAKER} (each admitted delete holds a slot key in etcd), got {max}"
-            ));
-        }
-        if !policy.references.is_empty() {
-            return Err(format!(
-                "maps.{name}.references: references between maps are not supported yet with --store etcd; remove them or use the local store"
             ));
         }
     }
@@ -287,7 +282,8 @@ pub async fn open_shared(
         .capacity(1)
         .record_puts(false)
         .build();
-    Ok(crate::state::Shared {
+    let names: Vec<String> = config.maps.keys().cloned().collect();
+    let shared = crate::state::Shared {
         config,
         journal,
         maps: std::sync::RwLock::new(std::collections::HashMap::new()),
@@ -299,7 +295,14 @@ pub async fn open_shared(
         profiling: AtomicBool::new(false),
         data_dir: data_dir.to_path_buf(),
         history_floor: 0,
-    })
+    };
+    // Every configured map is built (and registered on the journal) before
+    // the replica loads any entry, so that loading an entry indexes its
+    // references in the map it refers to (as local recovery does).
+    for name in &names {
+        shared.replica_map(name)?;
+    }
+    Ok(shared)
 }
 
 /// `X-Min-Revision: N` (decimal): `None` when absent; 400 `invalid_header` when malformed.

@@ -292,16 +292,7 @@ impl Cluster {
             }
             // No new referrer of a deleted key since the judgement.
             let deleted_maps: BTreeSet<&str> = judged.delete.iter().map(|d| &*d.0).collect();
-            for referring in referring_maps(shared, &deleted_maps) {
-                when.push(
-                    Compare::mod_revision(
-                        self.layout.entries(&referring),
-                        CompareOp::Less,
-                        judged_at as i64 + 1,
-                    )
-                    .with_prefix(),
-                );
-            }
+            when.extend(self.referrer_compares(shared, &deleted_maps, judged_at));
             let mut size = 0;
             if !records.is_empty() {
                 let batch =
@@ -385,7 +376,7 @@ impl Cluster {
                 continue;
             };
             let one = self
-                .restore(&replica, &r.map, r.id.get(), reason, &refuse)
+                .restore(shared, &replica, &r.map, r.id.get(), reason, &refuse)
                 .await?;
             if &*r.map == map {
                 report.restored.extend(one.restored);
@@ -410,22 +401,6 @@ impl Cluster {
         }
         Ok(report)
     }
-}
-
-/// The maps whose references point into any of `maps` (configuration).
-pub(super) fn referring_maps(shared: &Shared, maps: &BTreeSet<&str>) -> BTreeSet<String> {
-    shared
-        .config
-        .maps
-        .iter()
-        .filter(|(_, policy)| {
-            policy
-                .references
-                .iter()
-                .any(|r| maps.contains(r.to.as_str()))
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
 }
 
 /// Judges every planned key on the replica as the library's `execute` does:

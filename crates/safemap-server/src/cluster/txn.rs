@@ -10,7 +10,7 @@
 //! [`super::MAX_TXN_ATTEMPTS`] times). So no guard ever passes on stale state:
 //! the value a deny rule judged is exactly the value the transaction replaces.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
@@ -19,9 +19,9 @@ use safemap::{
 };
 use serde_json::Value;
 
-use super::{Cluster, MIN_REVISION_WAIT, replica_behind, store_unavailable};
+use super::{Cluster, MIN_REVISION_WAIT, refs, replica_behind, store_unavailable};
 use crate::error::ApiError;
-use crate::state::{DeleteOutcome, Map, PutOutcome};
+use crate::state::{DeleteOutcome, Map, PutOutcome, Shared};
 use crate::storage::{StoredOp, StoredRecord, StoredToken, now_ms};
 
 /// An entry's state as a write judges it.
@@ -122,17 +122,18 @@ impl Cluster {
             .map_err(replica_behind)
     }
 
-    /// A put of `value` under (`map`, `key`) if `expect` holds; `replica` is
+    /// A put of `value` under (`map`, `key`) if `expect` holds, judged on
     /// the map's replica.
     pub async fn put(
         &self,
-        replica: &Map,
+        shared: &Shared,
         map: &str,
         key: &str,
         value: Value,
         expect: Expect,
         reason: &Reason,
     ) -> Result<PutOutcome, ApiError> {
+        let replica = &*shared.map_or_create(map)?;
         let ekey = self.layout.entry(map, key);
         let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::internal(e.to_string()))?;
         let mut guess = Guess::Replica(Seen::of_replica(replica, key));
@@ -161,6 +162,19 @@ impl Cluster {
                 guess = Guess::Etcd(self.read(&ekey).await?);
                 continue;
             }
+            // Each target must exist when the put commits (`refs`).
+            let targets = refs::targets(shared, map, key, &value);
+            let keep = match self.target_compares(shared, &targets).await? {
+                Ok(keep) => keep,
+                Err(t) => {
+                    return Err(crate::library_errors::reference_missing(
+                        &t.reference,
+                        &t.map,
+                        &t.key,
+                        None,
+                    ));
+                }
+            };
             let audit = record(
                 map,
                 key,
@@ -173,12 +187,14 @@ impl Cluster {
                 serde_json::to_vec(&audit).map_err(|e| ApiError::internal(e.to_string()))?;
             check_size(bytes.len() + audit.len())?;
             let audit_key = self.layout.new_audit().map_err(ApiError::internal)?;
+            let mut when = vec![Compare::mod_revision(
+                ekey.clone(),
+                CompareOp::Equal,
+                seen.as_ref().map_or(0, |s| s.revision as i64),
+            )];
+            when.extend(keep);
             let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    ekey.clone(),
-                    CompareOp::Equal,
-                    seen.as_ref().map_or(0, |s| s.revision as i64),
-                )])
+                .when(when)
                 .and_then([
                     TxnOp::put(ekey.clone(), bytes.clone(), None),
                     TxnOp::put(audit_key, audit, None),
@@ -196,23 +212,33 @@ impl Cluster {
                         created: seen.is_none(),
                     });
                 }
-                Err(resp) => guess = Guess::Etcd(seen_of(&resp)),
+                Err(resp) => {
+                    if !targets.is_empty() {
+                        // A target may be gone: judge again once the
+                        // replica saw what failed the compare.
+                        self.until_applied(resp.header().map_or(0, |h| h.revision() as u64))
+                            .await?;
+                    }
+                    guess = Guess::Etcd(seen_of(&resp));
+                }
             }
         }
         Err(contended())
     }
 
     /// A removal of (`map`, `key`), at revision `expect` when given, judged by
-    /// the map's reason and deny rules on the value the transaction compares.
+    /// the map's reason and deny rules on the value the transaction compares,
+    /// its references (`refs`) and its delete breaker (cluster-wide).
     pub async fn remove(
         &self,
+        shared: &Shared,
         replica: &Map,
         map: &str,
         key: &str,
         expect: Option<Revision>,
         reason: &Reason,
-        breaker: Option<(usize, Duration)>,
     ) -> Result<DeleteOutcome, ApiError> {
+        let breaker = shared.config.policy_for(map).breaker;
         let refuse = |e: DeleteError| {
             let referrers = || {
                 replica.referrers(
@@ -229,7 +255,12 @@ impl Cluster {
             // Absent in the replica: ask etcd before answering 404.
             None => Guess::Etcd(self.read(&ekey).await?),
         };
+        let referred = !refs::referring_maps(shared, &BTreeSet::from([map])).is_empty();
+        // Set once the replica caught up with etcd for a `referenced` refusal.
+        let mut synced = false;
         for _ in 0..super::MAX_TXN_ATTEMPTS {
+            // Read before judging referrers: the compares below start here.
+            let judged_at = self.applied();
             let (seen, from_etcd) = match &guess {
                 Guess::Replica(s) => (s.clone(), false),
                 Guess::Etcd(s) => (s.clone(), true),
@@ -256,6 +287,28 @@ impl Cluster {
             replica
                 .check_replicated_removal(&key.to_string(), &seen.value, reason)
                 .map_err(refuse)?;
+            if referred {
+                let referrers: Vec<_> = replica
+                    .referrers(&key.to_string(), None, usize::MAX)
+                    .into_iter()
+                    .filter(|r| !(&*r.map == map && r.key == key))
+                    .collect();
+                if let Some(first) = referrers.first() {
+                    if !synced {
+                        // The replica may still hold a referrer deleted elsewhere.
+                        let now = self.current_revision().await?;
+                        self.until_applied(now).await?;
+                        synced = true;
+                        guess = Guess::Replica(Seen::of_replica(replica, key));
+                        continue;
+                    }
+                    return Err(refuse(DeleteError::Referenced {
+                        count: referrers.len(),
+                        map: first.map.to_string(),
+                        reference: first.reference.to_string(),
+                    }));
+                }
+            }
             let audit = record(map, key, StoredOp::Delete, Some(&seen), reason, None);
             let audit =
                 serde_json::to_vec(&audit).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -268,6 +321,9 @@ impl Cluster {
                 CompareOp::Equal,
                 seen.revision as i64,
             )];
+            if referred {
+                when.extend(self.referrer_compares(shared, &BTreeSet::from([map]), judged_at));
+            }
             let mut then = vec![
                 TxnOp::delete(ekey.clone(), None),
                 TxnOp::put(audit_key, audit, None),
@@ -301,7 +357,15 @@ impl Cluster {
                         previous_revision: Revision::new(seen.revision),
                     });
                 }
-                Err(resp) => guess = Guess::Etcd(seen_of(&resp)),
+                Err(resp) => {
+                    if referred {
+                        // A referrer may have appeared: judge again once
+                        // the replica saw what failed the compare.
+                        self.until_applied(resp.header().map_or(0, |h| h.revision() as u64))
+                            .await?;
+                    }
+                    guess = Guess::Etcd(seen_of(&resp));
+                }
             }
         }
         Err(contended())
@@ -312,6 +376,7 @@ impl Cluster {
     /// present again is skipped as `recreated`), with a `restore` record.
     pub async fn restore(
         &self,
+        shared: &Shared,
         replica: &Map,
         map: &str,
         id: u64,
@@ -355,28 +420,52 @@ impl Cluster {
         }
         let key = record.key.clone();
         let ekey = self.layout.entry(map, &key);
-        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::internal(e.to_string()))?;
-        let audit = self::record(map, &key, StoredOp::Restore, None, reason, Some(value));
-        let audit = serde_json::to_vec(&audit).map_err(|e| ApiError::internal(e.to_string()))?;
-        check_size(bytes.len() + audit.len())?;
-        let audit_key = self.layout.new_audit().map_err(ApiError::internal)?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(ekey.clone(), CompareOp::Equal, 0)])
-            .and_then([
-                TxnOp::put(ekey, bytes, None),
-                TxnOp::put(audit_key, audit, None),
-            ]);
         let mut report = RestoreReport {
             restored: Vec::new(),
             skipped: Vec::new(),
             other_maps: Vec::new(),
         };
+        // References are checked again: a value whose target is gone is skipped.
+        let targets = refs::targets(shared, map, &key, &value);
+        let keep = match self.target_compares(shared, &targets).await? {
+            Ok(keep) => keep,
+            Err(_) => {
+                report.skipped.push((key, Skip::ReferenceMissing));
+                return Ok(report);
+            }
+        };
+        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let audit = self::record(map, &key, StoredOp::Restore, None, reason, Some(value));
+        let audit = serde_json::to_vec(&audit).map_err(|e| ApiError::internal(e.to_string()))?;
+        check_size(bytes.len() + audit.len())?;
+        let audit_key = self.layout.new_audit().map_err(ApiError::internal)?;
+        let mut when = vec![Compare::create_revision(ekey.clone(), CompareOp::Equal, 0)];
+        when.extend(keep);
+        let txn = Txn::new()
+            .when(when)
+            .and_then([
+                TxnOp::put(ekey.clone(), bytes, None),
+                TxnOp::put(audit_key, audit, None),
+            ])
+            .or_else([TxnOp::get(ekey, None)]);
         match self.run(txn).await? {
             Ok(revision) => {
                 self.until_applied(revision).await?;
                 report.restored.push((key, Revision::new(revision)));
             }
-            Err(_) => report.skipped.push((key, Skip::Recreated)),
+            // The key is back, or (it is still absent) a target went away.
+            Err(resp) => {
+                let present = resp
+                    .op_responses()
+                    .into_iter()
+                    .any(|r| matches!(r, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+                let why = if present {
+                    Skip::Recreated
+                } else {
+                    Skip::ReferenceMissing
+                };
+                report.skipped.push((key, why));
+            }
         }
         Ok(report)
     }

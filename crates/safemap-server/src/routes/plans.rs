@@ -92,6 +92,7 @@ pub async fn create_plan(
         let (pointer, equals) = (w.pointer, w.equals);
         sel = sel.filter(move |_k, v: &Value| v.pointer(&pointer) == Some(&equals));
     }
+    st.catch_up().await?;
     let m = st.map(&map).ok_or_else(|| no_map(&map))?;
     st.check_writable()?;
     let plan = match body.cascade {

@@ -70,6 +70,17 @@ impl Shared {
         self.write_plan(row).await
     }
 
+    /// In cluster mode, waits until the replica applied etcd's current
+    /// revision, so that a plan selects what etcd holds now (a plan made
+    /// right after a write through another server sees it). Local: nothing.
+    pub async fn catch_up(&self) -> Result<(), ApiError> {
+        #[cfg(feature = "etcd")]
+        if let Some(c) = self.cluster() {
+            return c.catch_up().await;
+        }
+        Ok(())
+    }
+
     /// Executes `plan` of `map` (its replica or local map `m`) once,
     /// answering once durable (local) or committed and applied (etcd).
     pub async fn execute_plan(

@@ -149,7 +149,7 @@ impl Shared {
                 })
             }
             #[cfg(feature = "etcd")]
-            Store::Etcd(c) => c.put(&m, map, &key, value, expect, why).await,
+            Store::Etcd(c) => c.put(self, map, &key, value, expect, why).await,
         }
     }
 
@@ -182,10 +182,7 @@ impl Shared {
                 })
             }
             #[cfg(feature = "etcd")]
-            Store::Etcd(c) => {
-                let breaker = self.config.policy_for(map).breaker;
-                c.remove(&m, map, key, expect, &why, breaker).await
-            }
+            Store::Etcd(c) => c.remove(self, &m, map, key, expect, &why).await,
         }
     }
 
@@ -275,9 +272,16 @@ impl Shared {
             }
             #[cfg(feature = "etcd")]
             Store::Etcd(c) => {
+                if !self.config.references_of(map).is_empty() {
+                    // Entries of one batch count as present for each other
+                    // (references.md): not one transaction per entry.
+                    return Err(cluster_unsupported(
+                        "refresh of a map that declares references",
+                    ));
+                }
                 let mut out = Vec::with_capacity(entries.len());
                 for (key, value) in entries {
-                    let w = c.put(&m, map, &key, value, Expect::Any, why).await?;
+                    let w = c.put(self, map, &key, value, Expect::Any, why).await?;
                     out.push((key, w.revision));
                 }
                 Ok(out)
@@ -318,7 +322,7 @@ impl Shared {
             }
             #[cfg(feature = "etcd")]
             Store::Etcd(c) => match which {
-                Ok(id) => c.restore(&m, map, *id, &why, refuse).await,
+                Ok(id) => c.restore(self, &m, map, *id, &why, refuse).await,
                 Err(p) => c.restore_plan(self, map, p, &why, refuse).await,
             },
         }

@@ -5,6 +5,7 @@
 
 mod harness;
 mod plans;
+mod references;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -599,10 +600,9 @@ async fn what_cluster_mode_cannot_do_yet_stops_the_server_with_its_name() {
     }
     let etcd = Etcd::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    // References between maps are not checked in cluster mode yet.
-    let path = tmp.path().join("references.toml");
-    let config =
-        "[maps.a]\n[maps.b]\n[[maps.b.references]]\nname = \"a\"\npointer = \"/a\"\nto = \"a\"\n";
+    // A breaker above what a map's slot keys hold in cluster mode.
+    let path = tmp.path().join("breaker.toml");
+    let config = "[maps.a]\ndelete_breaker = { max_deletes = 1001, per_seconds = 60 }\n";
     std::fs::write(&path, config).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_safemap"))
         .args([
@@ -623,7 +623,7 @@ async fn what_cluster_mode_cannot_do_yet_stops_the_server_with_its_name() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("maps.b.references") && err.contains("--store etcd"),
+        err.contains("maps.a.delete_breaker") && err.contains("--store etcd"),
         "{err}"
     );
     // A prefix must end with '/'.
