@@ -7,7 +7,11 @@
 //!   committed change to the server's maps and tokens, in revision order;
 //! - [`txn`]: writes, each one etcd transaction comparing the key's
 //!   `mod_revision` with the revision its guards judged, with its audit record
-//!   in the same transaction.
+//!   in the same transaction;
+//! - [`plans`]: delete plans stored in etcd, executed once cluster-wide as one
+//!   transaction;
+//! - [`refs`]: references between maps, judged on the replica and kept exact
+//!   by the transaction's compares.
 //!
 //! # Consistency
 //!
