@@ -65,6 +65,10 @@ pub const AUDIT_IDS_PER_REVISION: u64 = 1000;
 /// rest is kept for the plan key, the audit batch and reference compares.
 /// A larger selection is refused at creation (413 `plan_too_large`).
 pub const MAX_CLUSTER_PLAN_KEYS: usize = 100;
+/// etcd's `--max-txn-ops` default: most compares (and most operations) of
+/// one transaction. A plan or a refresh that would need more is refused
+/// before anything is sent (413).
+pub const ETCD_MAX_TXN_OPS: usize = 128;
 /// Entries read per page of the range read at start.
 pub const RANGE_PAGE: i64 = 1000;
 

@@ -313,6 +313,10 @@ impl Cluster {
                 serde_json::to_vec(&tombstone).map_err(|e| ApiError::internal(e.to_string()))?;
             then.push(TxnOp::put(pkey.clone(), tombstone, None));
             check_size(size)?;
+            if when.len() > super::ETCD_MAX_TXN_OPS {
+                // Only with more than 27 maps referring into the plan's maps.
+                return Err(too_large("compares", super::ETCD_MAX_TXN_OPS, when.len()));
+            }
             let txn = Txn::new().when(when).and_then(then);
             match self.run(txn).await? {
                 Ok(revision) => {

@@ -143,3 +143,116 @@ pub fn referring_maps(shared: &Shared, maps: &BTreeSet<&str>) -> BTreeSet<String
         .map(|(name, _)| name.clone())
         .collect()
 }
+
+/// Most entries of a refresh of a map that declares references in cluster
+/// mode: the batch is one transaction (a compare and a put per entry, one
+/// compare per target outside the batch, one audit batch) within etcd's
+/// `--max-txn-ops` (128 by default). More: 413 `refresh_too_large`.
+pub const MAX_CLUSTER_REFERRING_REFRESH: usize = 50;
+
+impl Cluster {
+    /// A refresh of `map`, which declares references, as ONE transaction
+    /// (references.md: entries of the batch count as present for each
+    /// other, and one missing target refuses the whole batch, nothing
+    /// applied). Every entry gets the transaction's revision; the records are
+    /// one audit batch. Returns (key, revision) in input order.
+    pub async fn refresh_referring(
+        &self,
+        shared: &Shared,
+        map: &str,
+        entries: serde_json::Map<String, Value>,
+        reason: &safemap::Reason,
+    ) -> Result<Vec<(String, safemap::Revision)>, ApiError> {
+        use etcd_client::{Txn, TxnOp};
+        if entries.len() > MAX_CLUSTER_REFERRING_REFRESH {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "refresh_too_large",
+                format!(
+                    "in cluster mode a refresh of a map that declares references is one etcd transaction of at most {MAX_CLUSTER_REFERRING_REFRESH} entries (got {}); split it",
+                    entries.len()
+                ),
+            )
+            .with_details(serde_json::json!({"limit": MAX_CLUSTER_REFERRING_REFRESH, "size": entries.len()})));
+        }
+        let replica = shared.map_or_create(map)?;
+        let in_batch: BTreeSet<&str> = entries.keys().map(String::as_str).collect();
+        for _ in 0..super::MAX_TXN_ATTEMPTS {
+            let mut when = Vec::new();
+            let mut then = Vec::new();
+            let mut records = Vec::new();
+            let mut size = 0usize;
+            for (key, value) in &entries {
+                let seen = super::txn::Seen::of_replica(&replica, key);
+                let ekey = self.layout.entry(map, key);
+                when.push(Compare::mod_revision(
+                    ekey.clone(),
+                    CompareOp::Equal,
+                    seen.as_ref().map_or(0, |s| s.revision as i64),
+                ));
+                let bytes =
+                    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
+                size += bytes.len();
+                then.push(TxnOp::put(ekey, bytes, None));
+                // Targets outside the batch must exist at commit.
+                let outside: Vec<Target> = targets(shared, map, key, value)
+                    .into_iter()
+                    .filter(|t| !(t.map == map && in_batch.contains(t.key.as_str())))
+                    .collect();
+                match self.target_compares(shared, &outside).await? {
+                    Ok(keep) => when.extend(keep),
+                    Err(t) => {
+                        return Err(crate::library_errors::reference_missing(
+                            &t.reference,
+                            &t.map,
+                            &t.key,
+                            Some(key),
+                        ));
+                    }
+                }
+                records.push(super::txn::record(
+                    map,
+                    key,
+                    crate::storage::StoredOp::Put,
+                    seen.as_ref(),
+                    reason,
+                    Some(value.clone()),
+                ));
+            }
+            if when.len() > super::ETCD_MAX_TXN_OPS {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "refresh_too_large",
+                    format!(
+                        "this refresh needs {} compares (its entries and their references' targets) in one etcd transaction; etcd allows {} (--max-txn-ops): split it",
+                        when.len(),
+                        super::ETCD_MAX_TXN_OPS
+                    ),
+                )
+                .with_details(serde_json::json!({"limit": super::ETCD_MAX_TXN_OPS, "size": when.len()})));
+            }
+            let batch =
+                serde_json::to_vec(&records).map_err(|e| ApiError::internal(e.to_string()))?;
+            super::txn::check_size(size + batch.len())?;
+            then.push(TxnOp::put(
+                self.layout.new_audit().map_err(ApiError::internal)?,
+                batch,
+                None,
+            ));
+            match self.run(Txn::new().when(when).and_then(then)).await? {
+                Ok(revision) => {
+                    self.until_applied(revision).await?;
+                    let r = safemap::Revision::new(revision);
+                    return Ok(entries.keys().map(|k| (k.clone(), r)).collect());
+                }
+                // An entry or a target moved: judge again on a replica that
+                // saw what failed the compare.
+                Err(resp) => {
+                    self.until_applied(resp.header().map_or(0, |h| h.revision() as u64))
+                        .await?;
+                }
+            }
+        }
+        Err(super::txn::contended())
+    }
+}

@@ -34,7 +34,7 @@ pub(super) struct Seen {
 }
 
 impl Seen {
-    fn of_replica(map: &Map, key: &str) -> Option<Seen> {
+    pub(super) fn of_replica(map: &Map, key: &str) -> Option<Seen> {
         map.get(key).map(|e| Seen {
             value: e.value().clone(),
             revision: e.revision().get(),

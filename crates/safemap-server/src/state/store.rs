@@ -239,7 +239,8 @@ impl Shared {
     /// declares references the batch is checked as one (references.md).
     /// In cluster mode each entry is one transaction: a 503 part-way leaves
     /// the entries before it written (each acknowledged by its revision only
-    /// once the whole refresh answers).
+    /// once the whole refresh answers); in a map that declares references the
+    /// batch is one transaction, every entry at its revision.
     pub async fn refresh_entries(
         &self,
         map: &str,
@@ -274,10 +275,8 @@ impl Shared {
             Store::Etcd(c) => {
                 if !self.config.references_of(map).is_empty() {
                     // Entries of one batch count as present for each other
-                    // (references.md): not one transaction per entry.
-                    return Err(cluster_unsupported(
-                        "refresh of a map that declares references",
-                    ));
+                    // (references.md): one transaction for the batch.
+                    return c.refresh_referring(self, map, entries, why).await;
                 }
                 let mut out = Vec::with_capacity(entries.len());
                 for (key, value) in entries {

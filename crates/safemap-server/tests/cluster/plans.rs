@@ -62,20 +62,18 @@ async fn a_plan_made_through_one_server_executes_exactly_once_through_any() {
     // Made through A, executed through B right after the 201.
     put_all(&a, &admin, &names("o-", 5)).await;
     put(&a, &admin, "keep", json!(1), None).await;
-    let (s, _, p) = plan(&a, &admin, json!({"prefix": "o-"})).await;
+    let (s, planned_at, p) = plan(&a, &admin, json!({"prefix": "o-"})).await;
     assert_eq!((s, p["count"].as_u64()), (201, Some(5)), "{p}");
     let id = p["plan_id"].as_str().unwrap().to_string();
     assert!(
         etcd.value(&format!("/t/plans/{id}")).await.is_some(),
         "the plan is in etcd before its 201"
     );
-    // Its tree through B (its replica has the plan once at A's revision).
+    // Its tree through B, once B's replica reached the revision A answered
+    // the 201 at (X-Safemap-Revision: at least the plan's write).
     let r = b
         .req(Method::GET, &format!("/v1/delete-plans/{id}/tree"), &admin)
-        .header(
-            "x-min-revision",
-            p["at_revision"].as_u64().unwrap().to_string(),
-        )
+        .header("x-min-revision", planned_at.unwrap().to_string())
         .send()
         .await
         .unwrap();
