@@ -205,7 +205,8 @@ async fn a_plan_survives_restarting_every_server() {
     }
     let etcd = Etcd::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    let config = "[maps.short]\nplan_ttl = \"1s\"\n";
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), Some(config)).await;
     put_all(&a, &admin, &names("s-", 3)).await;
     let (s, _, p) = plan(&a, &admin, json!({"prefix": "s-"})).await;
     assert_eq!(s, 201, "{p}");
@@ -223,4 +224,36 @@ async fn a_plan_survives_restarting_every_server() {
     assert_eq!((s, code(&v)), (410, "plan_gone"), "{v}");
     let (s, _, v) = execute(&a, &admin, "0123456789abcdef", 3).await;
     assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+
+    // A plan past its map's plan_ttl (1 s) is gone through every server.
+    let r = a
+        .req(Method::PUT, "/v1/maps/short/keys/k", &admin)
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = a
+        .req(Method::POST, "/v1/maps/short/delete-plans", &admin)
+        .json(&json!({"keys": ["k"]}))
+        .send()
+        .await
+        .unwrap();
+    let (s, _, p) = answer(r).await;
+    assert_eq!(s, 201, "{p}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let id = p["plan_id"].as_str().unwrap();
+    let r = b
+        .req(
+            Method::POST,
+            &format!("/v1/maps/short/delete-plans/{id}/execute"),
+            &admin,
+        )
+        .header("x-reason", "late")
+        .header("x-confirm-count", "1")
+        .send()
+        .await
+        .unwrap();
+    let (s, _, v) = answer(r).await;
+    assert_eq!((s, code(&v)), (410, "plan_gone"), "{v}");
 }
