@@ -8,7 +8,7 @@
 //! | `<prefix>meta/bootstrap` | set in the transaction that created the admin token |
 //! | `<prefix>meta/policies` | the `[maps]` policies every server must run (JSON) |
 //! | `<prefix>breaker/<M>/<i>` | slot `i` of map M's delete breaker: the time (ms) of the delete that took it |
-//! | `<prefix>plans/<plan id>` | a delete plan (JSON, as the local `plans` row): pending with its pinned keys, or executed (a tombstone) |
+//! | `<prefix>plans/<plan id>` | a delete plan (`{"plan": <the local plans row>, "created_by", "executed_by"?}`): pending with its pinned keys, or executed (a tombstone) |
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 

@@ -31,6 +31,7 @@ use safemap::{
     AuditId, ChangeKind, Changed, Conflict, ExecuteError, ExecuteReport, Plan, PlanId, Reason,
     RestoreError, RestoreReport, Revision, TreeNode,
 };
+use serde::{Deserialize, Serialize};
 
 use super::Cluster;
 use super::txn::{Seen, check_size, contended, record};
@@ -42,6 +43,27 @@ use crate::storage::{StoredNode, StoredOp, StoredPlan, StoredRecord, now_ms};
 /// Bytes counted per planned key beyond its value, for the execution's size
 /// (its key twice, in the delete and the record, and the record's fields).
 const RECORD_OVERHEAD: usize = 600;
+
+/// A plan's value in etcd: the local store's row, and who made (and
+/// executed) it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdPlan {
+    /// The plan: pinned keys (and tree), expiry; or an executed tombstone.
+    pub plan: StoredPlan,
+    /// The token that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// The token that executed it (a tombstone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executed_by: Option<String>,
+}
+
+impl EtcdPlan {
+    fn decode(bytes: &[u8]) -> Result<EtcdPlan, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
 
 /// The records of one audit key: one record (a JSON object) or a plan
 /// execution's batch (a JSON array, in deletion order).
@@ -62,10 +84,9 @@ fn ms(t: SystemTime) -> u64 {
 /// Loads a plan put under the prefix into its map's plan book (a replica
 /// applies it; the book answers `GET /v1/delete-plans/{id}/tree`).
 pub(super) fn apply_plan(shared: &Shared, id: &str, kv: &KeyValue) {
-    let (Ok(p), Ok(plan)) = (
-        serde_json::from_slice::<StoredPlan>(kv.value()),
-        id.parse::<PlanId>(),
-    ) else {
+    let (Ok(EtcdPlan { plan: p, .. }), Ok(plan)) =
+        (EtcdPlan::decode(kv.value()), id.parse::<PlanId>())
+    else {
         tracing::warn!(
             plan_id = id,
             "an etcd delete plan that does not decode was skipped"
@@ -163,6 +184,7 @@ impl Cluster {
         shared: &Shared,
         map: &str,
         plan: &Plan<String>,
+        creator: &str,
     ) -> Result<(), ApiError> {
         let limit = super::MAX_CLUSTER_PLAN_KEYS;
         if plan.count() > limit {
@@ -201,7 +223,12 @@ impl Cluster {
             return Err(too_large("bytes", super::MAX_TXN_BYTES, bytes));
         }
         let key = self.layout.plan(&row.id);
-        let value = serde_json::to_vec(&row).map_err(|e| ApiError::internal(e.to_string()))?;
+        let value = EtcdPlan {
+            plan: row,
+            created_by: Some(creator.to_string()),
+            executed_by: None,
+        };
+        let value = serde_json::to_vec(&value).map_err(|e| ApiError::internal(e.to_string()))?;
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)]);
@@ -209,14 +236,14 @@ impl Cluster {
             Ok(revision) => self.until_applied(revision).await,
             Err(_) => Err(ApiError::internal(format!(
                 "plan id {} exists in etcd already",
-                row.id
+                plan.id()
             ))),
         }
     }
 
     /// The plan as etcd holds it: (plan, its `mod_revision`, the read's
     /// revision); `None` when there is no such key.
-    async fn read_plan(&self, id: &str) -> Result<Option<(StoredPlan, i64, u64)>, ApiError> {
+    async fn read_plan(&self, id: &str) -> Result<Option<(EtcdPlan, i64, u64)>, ApiError> {
         let mut client = self.client();
         let resp = client
             .get(self.layout.plan(id), None)
@@ -226,7 +253,7 @@ impl Cluster {
         let Some(kv) = resp.kvs().first() else {
             return Ok(None);
         };
-        let p = serde_json::from_slice::<StoredPlan>(kv.value())
+        let p = EtcdPlan::decode(kv.value())
             .map_err(|e| ApiError::internal(format!("delete plan {id} in etcd: {e}")))?;
         Ok(Some((p, kv.mod_revision(), at)))
     }
@@ -247,16 +274,17 @@ impl Cluster {
         let id = plan.to_string();
         let pkey = self.layout.plan(&id);
         for _ in 0..super::MAX_TXN_ATTEMPTS {
-            let Some((p, plan_revision, at)) = self.read_plan(&id).await? else {
+            let Some((stored, plan_revision, at)) = self.read_plan(&id).await? else {
                 return Err(refused(ExecuteError::NotFound, raw, confirm));
             };
+            let p = &stored.plan;
             if p.map != map {
                 return Err(refused(ExecuteError::NotFound, raw, confirm));
             }
             if p.executed || p.expires_at_ms <= now_ms() {
                 return Err(refused(ExecuteError::Gone, raw, confirm));
             }
-            let nodes = planned_nodes(&p);
+            let nodes = planned_nodes(p);
             if nodes.len() != confirm {
                 return Err(refused(
                     ExecuteError::ConfirmCountMismatch {
@@ -301,13 +329,17 @@ impl Cluster {
                 let audit_key = self.layout.new_audit().map_err(ApiError::internal)?;
                 then.push(TxnOp::put(audit_key, batch, None));
             }
-            let tombstone = StoredPlan {
-                id: id.clone(),
-                map: map.to_string(),
-                keys: Vec::new(),
-                expires_at_ms: now_ms(),
-                executed: true,
-                tree: Vec::new(),
+            let tombstone = EtcdPlan {
+                plan: StoredPlan {
+                    id: id.clone(),
+                    map: map.to_string(),
+                    keys: Vec::new(),
+                    expires_at_ms: now_ms(),
+                    executed: true,
+                    tree: Vec::new(),
+                },
+                created_by: stored.created_by.clone(),
+                executed_by: reason.actor().map(str::to_owned),
             };
             let tombstone =
                 serde_json::to_vec(&tombstone).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -355,7 +387,7 @@ impl Cluster {
         };
         // The executed plan names its map while its tombstone is kept.
         if let Some((p, _, _)) = self.read_plan(&plan.to_string()).await?
-            && p.map != map
+            && p.plan.map != map
         {
             return Err(refuse(RestoreError::NotFound));
         }
@@ -549,7 +581,7 @@ pub async fn prune_plans(cluster: &Cluster) -> Result<usize, etcd_client::Error>
     let now = now_ms();
     let mut pruned = 0;
     for kv in resp.kvs() {
-        let Ok(p) = serde_json::from_slice::<StoredPlan>(kv.value()) else {
+        let Ok(EtcdPlan { plan: p, .. }) = EtcdPlan::decode(kv.value()) else {
             continue;
         };
         if p.expires_at_ms.saturating_add(PLAN_ROW_KEPT_MS) < now {

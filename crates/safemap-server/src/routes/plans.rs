@@ -59,7 +59,7 @@ fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 
 /// `POST /v1/maps/{map}/delete-plans` → 201 with the dry run. Nothing is deleted.
 pub async fn create_plan(
-    _a: Authed<CanDelete>,
+    a: Authed<CanDelete>,
     State(st): State<AppState>,
     MapName(map): MapName,
     JsonBody(body): JsonBody<PlanBody>,
@@ -99,7 +99,7 @@ pub async fn create_plan(
         true => m.plan_remove_cascade(sel),
         false => m.plan_remove(sel),
     };
-    st.persist_plan(&map, &plan).await?;
+    st.persist_plan(&map, &plan, &a.0.name).await?;
     let vetoed: Vec<Value> = plan
         .vetoed()
         .iter()

@@ -26,10 +26,17 @@ fn ms(t: SystemTime) -> u64 {
 impl Shared {
     /// Makes a new plan of `map` durable (503 if storage has failed); in
     /// cluster mode, writes it to etcd (`cluster::plans`).
-    pub async fn persist_plan(&self, map: &str, plan: &Plan<String>) -> Result<(), ApiError> {
+    /// `creator` names the token that made it (kept with the plan in etcd).
+    #[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+    pub async fn persist_plan(
+        &self,
+        map: &str,
+        plan: &Plan<String>,
+        creator: &str,
+    ) -> Result<(), ApiError> {
         #[cfg(feature = "etcd")]
         if let Some(c) = self.cluster() {
-            return c.store_plan(self, map, plan).await;
+            return c.store_plan(self, map, plan, creator).await;
         }
         let row = StoredPlan {
             id: plan.id().to_string(),

@@ -65,10 +65,19 @@ async fn a_plan_made_through_one_server_executes_exactly_once_through_any() {
     let (s, planned_at, p) = plan(&a, &admin, json!({"prefix": "o-"})).await;
     assert_eq!((s, p["count"].as_u64()), (201, Some(5)), "{p}");
     let id = p["plan_id"].as_str().unwrap().to_string();
-    assert!(
-        etcd.value(&format!("/t/plans/{id}")).await.is_some(),
-        "the plan is in etcd before its 201"
+    // In etcd before its 201: its pinned keys, expiry and creator.
+    let stored: Value =
+        serde_json::from_str(&etcd.value(&format!("/t/plans/{id}")).await.unwrap()).unwrap();
+    assert_eq!(
+        stored["plan"]["keys"].as_array().map(Vec::len),
+        Some(5),
+        "{stored}"
     );
+    assert!(
+        stored["plan"]["expires_at_ms"].as_u64().is_some(),
+        "{stored}"
+    );
+    assert!(stored["created_by"].is_string(), "{stored}");
     // Its tree through B, once B's replica reached the revision A answered
     // the 201 at (X-Safemap-Revision: at least the plan's write).
     let r = b
