@@ -600,3 +600,57 @@ pub async fn prune_plans(cluster: &Cluster) -> Result<usize, etcd_client::Error>
     }
     Ok(pruned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_audit_key_holds_one_record_or_a_batch() {
+        let one = br#"{"id":0,"at_ms":1,"map":"m","key":"k","op":"delete","revision":0,"previous_revision":3,"create_revision":2,"version":1,"reason":"r","actor":null,"trace_id":null,"plan_id":null}"#;
+        let rs = decode_audit(one).unwrap();
+        assert_eq!((rs.len(), rs[0].key.as_str()), (1, "k"));
+        let mut batch = b"[".to_vec();
+        batch.extend_from_slice(one);
+        batch.push(b',');
+        batch.extend_from_slice(one);
+        batch.push(b']');
+        assert_eq!(decode_audit(&batch).unwrap().len(), 2);
+        assert!(decode_audit(b"not json").is_err());
+        assert!(decode_audit(b"[1]").is_err());
+    }
+
+    #[test]
+    fn audit_ids_follow_revisions_then_indexes() {
+        use crate::cluster::audit_id;
+        assert_eq!(audit_id(42, 0), 42_000);
+        assert!(audit_id(42, MAX_INDEX) < audit_id(43, 0));
+        assert_eq!(audit_id(u64::MAX, 1), u64::MAX);
+    }
+
+    const MAX_INDEX: usize = crate::cluster::MAX_CLUSTER_PLAN_KEYS - 1;
+
+    #[test]
+    fn a_plain_plans_keys_are_roots_of_its_map() {
+        let p = StoredPlan {
+            id: "00ff00ff00ff00ff".into(),
+            map: "m".into(),
+            keys: vec![("a".into(), 3), ("b".into(), 4)],
+            expires_at_ms: 0,
+            executed: false,
+            tree: Vec::new(),
+        };
+        let nodes = planned_nodes(&p);
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes.iter().all(|n| n.depth == 1 && &*n.map == "m"));
+        assert_eq!(nodes[1].revision, Revision::new(4));
+        let e = EtcdPlan {
+            plan: p,
+            created_by: Some("ci".into()),
+            executed_by: None,
+        };
+        let back = EtcdPlan::decode(&serde_json::to_vec(&e).unwrap()).unwrap();
+        assert_eq!(back.created_by.as_deref(), Some("ci"));
+        assert!(EtcdPlan::decode(b"{\"id\":\"x\"}").is_err());
+    }
+}
