@@ -9,6 +9,12 @@
 //! unconditional one is retried on the new state (at most
 //! [`super::MAX_TXN_ATTEMPTS`] times). So no guard ever passes on stale state:
 //! the value a deny rule judged is exactly the value the transaction replaces.
+//!
+//! References add compares (see [`super::refs`]): a put, that each target of
+//! its value exists; a delete of a referred-to key, that no referring map was
+//! written since its referrers were judged. Such a write that fails its
+//! compare waits until the replica applied the failing revision, then judges
+//! again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
