@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod secure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
