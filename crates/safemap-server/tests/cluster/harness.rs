@@ -474,6 +474,15 @@ impl Server {
         (status.code().unwrap_or(-1), stderr)
     }
 
+    /// The server's process id (for SIGSTOP / SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(Child::id)
+            .expect("the server runs")
+    }
 
     async fn wait_ready(&self) {
         let start = Instant::now();

@@ -3,6 +3,7 @@
 //! with a message where etcd is not installed, failed under CI.
 #![allow(clippy::unwrap_used)]
 
+mod compaction;
 mod harness;
 mod secure;
 
