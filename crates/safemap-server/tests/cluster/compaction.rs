@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use super::{delete, get, put, two_servers};
-use crate::harness::{Etcd, etcd_available};
+use super::{cluster, delete, get, put};
 
 /// Sends `signal` (`STOP`, `CONT`) to process `pid`.
 fn signal(pid: u32, signal: &str) {
@@ -29,12 +28,9 @@ fn signal(pid: u32, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_behind_a_compaction_rebuilds_by_a_range_read() {
-    if !etcd_available() {
+    let Some((etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     for i in 0..10 {
         assert_eq!(
             put(&a, &admin, &format!("k{i}"), json!(i), None).await.0,
