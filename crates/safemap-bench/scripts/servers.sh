@@ -7,6 +7,9 @@
 #   servers.sh check                           print which servers are available
 #   servers.sh redis DIR PORT durable|relaxed  exec redis-server on 127.0.0.1:PORT
 #   servers.sh etcd DIR PORT PEER_PORT         exec etcd on 127.0.0.1:PORT
+#   servers.sh etcd-member DIR NAME PORT PEER_PORT CLUSTER
+#                                              exec one member of a new cluster
+#                                              (CLUSTER: name=http://127.0.0.1:PEER,...)
 #
 # durable: redis with appendonly yes + appendfsync always; etcd's defaults
 # (fsync per commit). relaxed: redis appendfsync everysec; for etcd (3.4 has
@@ -63,8 +66,17 @@ case "$cmd" in
       --initial-cluster "bench=http://127.0.0.1:$peer" --log-level error \
       >"$dir/etcd.log" 2>&1
     ;;
+  etcd-member)
+    dir=$2 name=$3 port=$4 peer=$5 cluster=$6
+    mkdir -p "$dir"
+    exec etcd --name "$name" --data-dir "$dir/etcd-$name" \
+      --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token safemap-bench \
+      --log-level error >"$dir/etcd-$name.log" 2>&1
+    ;;
   *)
-    echo "usage: servers.sh install | check | redis DIR PORT durable|relaxed | etcd DIR PORT PEER_PORT" >&2
+    echo "usage: servers.sh install | check | redis DIR PORT durable|relaxed | etcd DIR PORT PEER_PORT | etcd-member DIR NAME PORT PEER_PORT CLUSTER" >&2
     exit 2
     ;;
 esac

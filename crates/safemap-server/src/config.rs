@@ -19,6 +19,10 @@
 //! kind = "etcd"                    # "local" (default) or "etcd" (cluster.md; cargo feature `etcd`)
 //! endpoints = ["http://127.0.0.1:2379"]  # etcd client URLs (kind = "etcd")
 //! prefix = "/safemap/"             # every key under it; must end with '/'
+//! ca = "/etc/safemap/etcd-ca.pem"  # TLS to etcd (https:// endpoints): the CA of etcd's certificates
+//! cert = "/etc/safemap/etcd-client.pem"  # client certificate (etcd --client-cert-auth), with key
+//! key = "/etc/safemap/etcd-client-key.pem"
+//! user = "safemap"                 # etcd user; its password only from SAFEMAP_ETCD_PASSWORD
 //!
 //! [maps.orders]
 //! retention = "7d"
@@ -51,6 +55,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::etcd_access::EtcdAccess;
 use crate::names::is_valid_name;
 
 /// Default retention of deleted values (7 days).
@@ -177,6 +182,8 @@ pub enum StoreConfig {
         endpoints: Vec<String>,
         /// Every key the server touches starts with it; ends with `/`.
         prefix: String,
+        /// TLS files and etcd user (checked at start by [`EtcdAccess::check`]).
+        access: EtcdAccess,
     },
 }
 
@@ -202,7 +209,11 @@ impl StoreConfig {
                 "etcd endpoint {bad:?} is not a URL (http://HOST:PORT)"
             ));
         }
-        Ok(StoreConfig::Etcd { endpoints, prefix })
+        Ok(StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            access: EtcdAccess::default(),
+        })
     }
 }
 
@@ -460,16 +471,18 @@ impl Config {
             None => StoreConfig::Local,
             Some(st) => match st.kind.as_ref().map(|k| k.get_ref().as_str()) {
                 None | Some("local") => {
+                    let strings = [&st.prefix, &st.ca, &st.cert, &st.key, &st.user];
                     if let Some(e) = st
                         .endpoints
                         .as_ref()
                         .map(Spanned::span)
-                        .or(st.prefix.as_ref().map(Spanned::span))
+                        .or(strings.iter().find_map(|f| f.as_ref().map(Spanned::span)))
+                        .or(st.password.as_ref().map(Spanned::span))
                     {
                         return Err(err(
                             e,
                             "store".into(),
-                            "endpoints and prefix apply only to kind = \"etcd\"".into(),
+                            "endpoints, prefix, ca, cert, key and user apply only to kind = \"etcd\"".into(),
                         ));
                     }
                     StoreConfig::Local
@@ -485,11 +498,38 @@ impl Config {
                     } else {
                         "store"
                     };
-                    StoreConfig::etcd(
+                    if let Some(p) = &st.password {
+                        return Err(err(
+                            p.span(),
+                            "store.password".into(),
+                            format!(
+                                "the etcd password is read only from the environment variable {}, never from the file",
+                                crate::etcd_access::PASSWORD_ENV
+                            ),
+                        ));
+                    }
+                    let access = EtcdAccess {
+                        ca: st.ca.map(|p| PathBuf::from(p.into_inner())),
+                        cert: st.cert.map(|p| PathBuf::from(p.into_inner())),
+                        key: st.key.map(|p| PathBuf::from(p.into_inner())),
+                        user: st.user.map(Spanned::into_inner),
+                        password: None,
+                    };
+                    match StoreConfig::etcd(
                         st.endpoints.map(Spanned::into_inner).unwrap_or_default(),
                         st.prefix.map(Spanned::into_inner),
                     )
                     .map_err(|m| err(span, field.into(), m))?
+                    {
+                        StoreConfig::Etcd {
+                            endpoints, prefix, ..
+                        } => StoreConfig::Etcd {
+                            endpoints,
+                            prefix,
+                            access,
+                        },
+                        StoreConfig::Local => StoreConfig::Local,
+                    }
                 }
                 Some(other) => {
                     let span = st.kind.as_ref().map_or(0..0, Spanned::span);
@@ -595,6 +635,12 @@ struct RawStore {
     kind: Option<Spanned<String>>,
     endpoints: Option<Spanned<Vec<String>>>,
     prefix: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    /// Refused with a message: the password comes from the environment only.
+    password: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -679,7 +725,8 @@ equals = "archived"
             c.store,
             StoreConfig::Etcd {
                 endpoints: vec!["http://127.0.0.1:2379".into()],
-                prefix: DEFAULT_ETCD_PREFIX.into()
+                prefix: DEFAULT_ETCD_PREFIX.into(),
+                access: EtcdAccess::default(),
             }
         );
         let e = parse("[store]\nkind = \"etcd\"\nendpoints = [\"http://a:1\"]\nprefix = \"/x\"\n")
@@ -692,6 +739,29 @@ equals = "archived"
         assert_eq!(e.field, "store.kind");
         let e = parse("[store]\nprefix = \"/a/\"\n").unwrap_err();
         assert!(e.message.contains("only to kind"), "{e}");
+        let e = parse("[store]\nuser = \"root\"\n").unwrap_err();
+        assert!(e.message.contains("only to kind"), "{e}");
+        // TLS files and the etcd user; the password never comes from the file.
+        let c = parse(
+            "[store]\nkind = \"etcd\"\nendpoints = [\"https://e:2379\"]\nca = \"/ca.pem\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nuser = \"u\"\n",
+        )
+        .unwrap();
+        let StoreConfig::Etcd { access, .. } = c.store else {
+            panic!("etcd store expected");
+        };
+        assert_eq!(access.ca.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(access.cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(access.key.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(
+            (access.user.as_deref(), &access.password),
+            (Some("u"), &None)
+        );
+        let e = parse(
+            "[store]\nkind = \"etcd\"\nendpoints = [\"http://e:2379\"]\nuser = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("store.password", 5));
+        assert!(e.message.contains("SAFEMAP_ETCD_PASSWORD"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod etcd_access;
 pub mod extract;
 pub mod library_errors;
 pub mod limits;

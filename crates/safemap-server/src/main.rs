@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use safemap_server::cli::{ClientCmd, Conn};
 use safemap_server::config::{Config, StoreConfig};
+use safemap_server::etcd_access::{EtcdAccess, PASSWORD_ENV, Secret};
 use safemap_server::{ServeOptions, run};
 use tracing_subscriber::EnvFilter;
 
@@ -64,6 +65,20 @@ struct ServeArgs {
     /// Prefix of every etcd key the server touches; ends with '/' (default /safemap/).
     #[arg(long, env = "SAFEMAP_ETCD_PREFIX")]
     etcd_prefix: Option<String>,
+    /// CA certificate(s) of etcd's server certificates, PEM: TLS to etcd
+    /// (https:// endpoints). Overrides `[store] ca`.
+    #[arg(long, env = "SAFEMAP_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate chain for etcd (its `--client-cert-auth`), PEM; with --etcd-key.
+    #[arg(long, env = "SAFEMAP_ETCD_CERT")]
+    etcd_cert: Option<PathBuf>,
+    /// Private key of --etcd-cert, PEM.
+    #[arg(long, env = "SAFEMAP_ETCD_KEY")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user; its password is read from the environment variable
+    /// SAFEMAP_ETCD_PASSWORD (never from a flag or the config file).
+    #[arg(long, env = "SAFEMAP_ETCD_USER")]
+    etcd_user: Option<String>,
     /// PEM certificate chain: serve HTTPS (with --tls-key; overrides the config file).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -201,43 +216,66 @@ fn main() {
     std::process::exit(code);
 }
 
-/// The store from the flags over the config file's `[store]`.
-fn store_of(args: &ServeArgs, file: &StoreConfig) -> Result<StoreConfig, String> {
-    let etcd_flags = !args.etcd_endpoints.is_empty() || args.etcd_prefix.is_some();
-    match args.store.as_deref() {
-        Some("local") if etcd_flags => {
-            Err("--etcd-endpoints and --etcd-prefix apply only to --store etcd".into())
+/// The store from the flags over the config file's `[store]`, its TLS files
+/// and etcd user checked (`password`: from `SAFEMAP_ETCD_PASSWORD`).
+fn store_of(
+    args: &ServeArgs,
+    file: &StoreConfig,
+    password: Option<Secret>,
+) -> Result<StoreConfig, String> {
+    let etcd_flags = !args.etcd_endpoints.is_empty()
+        || args.etcd_prefix.is_some()
+        || args.etcd_ca.is_some()
+        || args.etcd_cert.is_some()
+        || args.etcd_key.is_some()
+        || args.etcd_user.is_some();
+    const FLAGS: &str =
+        "--etcd-endpoints, --etcd-prefix, --etcd-ca, --etcd-cert, --etcd-key and --etcd-user";
+    match (args.store.as_deref(), file) {
+        (Some("local"), _) if etcd_flags => {
+            return Err(format!("{FLAGS} apply only to --store etcd"));
         }
-        Some("local") => Ok(StoreConfig::Local),
-        Some(_) => {
-            let (endpoints, prefix) = match file {
-                StoreConfig::Etcd { endpoints, prefix } => {
-                    (endpoints.clone(), Some(prefix.clone()))
-                }
-                StoreConfig::Local => (Vec::new(), None),
-            };
-            let endpoints = if args.etcd_endpoints.is_empty() {
-                endpoints
-            } else {
-                args.etcd_endpoints.clone()
-            };
-            StoreConfig::etcd(endpoints, args.etcd_prefix.clone().or(prefix))
+        (Some("local"), _) => return Ok(StoreConfig::Local),
+        (None, StoreConfig::Local) if etcd_flags => {
+            return Err(format!(
+                "{FLAGS} need --store etcd (or [store] kind = \"etcd\")"
+            ));
         }
-        None => match file {
-            StoreConfig::Local if etcd_flags => Err(
-                "--etcd-endpoints and --etcd-prefix need --store etcd (or [store] kind = \"etcd\")"
-                    .into(),
-            ),
-            StoreConfig::Local => Ok(StoreConfig::Local),
-            StoreConfig::Etcd { endpoints, prefix } => StoreConfig::etcd(
-                if args.etcd_endpoints.is_empty() {
-                    endpoints.clone()
-                } else {
-                    args.etcd_endpoints.clone()
-                },
-                Some(args.etcd_prefix.clone().unwrap_or_else(|| prefix.clone())),
-            ),
-        },
+        (None, StoreConfig::Local) => return Ok(StoreConfig::Local),
+        _ => {}
+    }
+    let (endpoints, prefix, access) = match file {
+        StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            access,
+        } => (endpoints.clone(), Some(prefix.clone()), access.clone()),
+        StoreConfig::Local => (Vec::new(), None, EtcdAccess::default()),
+    };
+    let endpoints = if args.etcd_endpoints.is_empty() {
+        endpoints
+    } else {
+        args.etcd_endpoints.clone()
+    };
+    let access = EtcdAccess {
+        ca: args.etcd_ca.clone().or(access.ca),
+        cert: args.etcd_cert.clone().or(access.cert),
+        key: args.etcd_key.clone().or(access.key),
+        user: args.etcd_user.clone().or(access.user),
+        password,
+    };
+    match StoreConfig::etcd(endpoints, args.etcd_prefix.clone().or(prefix))? {
+        StoreConfig::Etcd {
+            endpoints, prefix, ..
+        } => {
+            access.check(&endpoints)?;
+            Ok(StoreConfig::Etcd {
+                endpoints,
+                prefix,
+                access,
+            })
+        }
+        StoreConfig::Local => Ok(StoreConfig::Local),
     }
 }
 
@@ -256,7 +294,8 @@ async fn serve(args: ServeArgs) -> i32 {
     if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
         config.server.tls = Some((c, k));
     }
-    match store_of(&args, &config.store) {
+    let password = std::env::var(PASSWORD_ENV).ok().map(Secret::new);
+    match store_of(&args, &config.store, password) {
         Ok(store) => config.store = store,
         Err(e) => {
             eprintln!("error: {e}");

@@ -254,7 +254,11 @@ pub async fn run_with_state(
             .await??,
         ),
         #[cfg(feature = "etcd")]
-        StoreConfig::Etcd { endpoints, prefix } => {
+        StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            access,
+        } => {
             let shared = crate::cluster::open_shared(
                 &data_dir,
                 opts.config,
@@ -262,6 +266,7 @@ pub async fn run_with_state(
                 stop_rx,
                 &endpoints,
                 &prefix,
+                &access,
             )
             .await?;
             let state = Arc::new(shared);

@@ -161,7 +161,8 @@ pub struct ServerArgs {
     /// Do not run apt-get when etcd or redis is missing.
     #[arg(long)]
     pub no_install: bool,
-    /// Only these servers (comma-separated: safemap, etcd, redis).
+    /// Only these servers (comma-separated: safemap, etcd, redis,
+    /// safemap-cluster, etcd-cluster).
     #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
     /// Worker threads of the load generator's tokio runtime.

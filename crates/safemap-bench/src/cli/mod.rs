@@ -205,8 +205,10 @@ fn run_server(a: &ServerArgs, p: &Progress, out: &Out, r: &mut Results) {
          (first tenth, at most 1 s, is warm-up), phases put → get → delete. Durable: safemap's default (fsync'd writes), \
          etcd's default, redis `appendonly yes` + `appendfsync always`; relaxed: data directory on tmpfs (fsync costs nothing), \
          redis `appendfsync everysec`. Puts are unconditional (redis SET, etcd put, safemap PUT); etcd through its v3 JSON \
-         gateway, safemap through its HTTP API with a bearer token and an `X-Reason` on deletes. Servers and client share \
-         the machine's cores.",
+         gateway, safemap through its HTTP API with a bearer token and an `X-Reason` on deletes. Cluster rows (durable): \
+         `safemap-cluster` is 2 safemap servers (`--store etcd`) over a 3-member etcd cluster, the connections split across \
+         the two servers; `etcd-cluster` is that 3-member cluster alone, the connections split across its members. Servers \
+         and client share the machine's cores.",
         cfg.connections, cfg.client_threads, cfg.duration
     ));
     let (rows, skipped) = server::run(&cfg, p, |row| out.row("server", row));

@@ -33,9 +33,10 @@ pub mod watch;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 use crate::error::ApiError;
+use crate::etcd_access::EtcdAccess;
 use layout::Layout;
 
 /// Longest wait of `X-Min-Revision` (and of a write for its own replica).
@@ -94,20 +95,45 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects to `endpoints` (no request is made yet).
+    /// Connects to `endpoints` over TLS and as the etcd user when `access`
+    /// says so, and makes one request (a read under the prefix) so that a wrong CA,
+    /// a refused client certificate or a wrong password stop the start here
+    /// with a message that names the cause.
     pub async fn connect(
         endpoints: &[String],
         prefix: &str,
         audit_capacity: usize,
+        access: &EtcdAccess,
     ) -> Result<Cluster, String> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
             .with_require_leader(true);
-        let client = Client::connect(endpoints, Some(options))
+        if let Some(tls) = access.check(endpoints)? {
+            let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(tls.ca));
+            if let Some((cert, key)) = tls.identity {
+                t = t.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(t);
+        }
+        if let (Some(user), Some(password)) = (&access.user, &access.password) {
+            options = options.with_user(user.clone(), password.expose().to_string());
+        }
+        let at = endpoints.join(",");
+        let mut client = Client::connect(endpoints, Some(options))
             .await
-            .map_err(|e| format!("connecting to etcd at {}: {e}", endpoints.join(",")))?;
+            .map_err(|e| connect_error(&at, access, &e))?;
+        // One key read under the prefix: reaches a member through TLS, as
+        // the user, and needs read permission on the prefix.
+        let probe = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_keys_only()
+            .with_limit(1);
+        client
+            .get(prefix, Some(probe))
+            .await
+            .map_err(|e| connect_error(&at, access, &e))?;
         let (applied, _) = tokio::sync::watch::channel(0);
         Ok(Cluster {
             client,
@@ -243,6 +269,51 @@ pub fn replica_behind(replica_revision: u64) -> ApiError {
     .with_details(serde_json::json!({"replica_revision": replica_revision}))
 }
 
+/// The start-up error of a failed connection: the error and its causes (a
+/// TLS or authentication failure is often only in the innermost one), with a
+/// hint at the setting to check.
+fn connect_error(at: &str, access: &EtcdAccess, e: &etcd_client::Error) -> String {
+    // A gRPC status's Display carries its source's Debug form: its message
+    // says the same in words.
+    let mut text = match e {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_string(),
+        other => other.to_string(),
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    let lower = text.to_lowercase();
+    let hint = if lower.contains("authentication failed") || lower.contains("invalid user") {
+        format!(
+            " (etcd refused user {:?}: check --etcd-user and {})",
+            access.user.as_deref().unwrap_or(""),
+            crate::etcd_access::PASSWORD_ENV
+        )
+    } else if lower.contains("user name is empty") {
+        format!(
+            " (etcd has authentication enabled: set --etcd-user and {})",
+            crate::etcd_access::PASSWORD_ENV
+        )
+    } else if lower.contains("permission denied") {
+        format!(
+            " (etcd user {:?} needs read and write permission on the prefix: etcdctl role grant-permission ROLE --prefix=true readwrite PREFIX)",
+            access.user.as_deref().unwrap_or("")
+        )
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        " (TLS to etcd failed: check --etcd-ca, --etcd-cert and --etcd-key against etcd's certificates)".to_string()
+    } else {
+        String::new()
+    };
+    format!("connecting to etcd at {at}: {text}{hint}")
+}
+
 /// 503 `store_unavailable`: etcd did not answer (no quorum, no member reachable).
 pub fn store_unavailable(e: &etcd_client::Error) -> ApiError {
     tracing::warn!(error = %e, "etcd request failed");
@@ -279,11 +350,13 @@ pub async fn open_shared(
     shutdown: tokio::sync::watch::Receiver<bool>,
     endpoints: &[String],
     prefix: &str,
+    access: &EtcdAccess,
 ) -> Result<crate::state::Shared, String> {
     check_config(&config)?;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
-    let cluster = Cluster::connect(endpoints, prefix, config.server.journal_capacity).await?;
+    let cluster =
+        Cluster::connect(endpoints, prefix, config.server.journal_capacity, access).await?;
     cluster.check_policies(&config).await?;
     let journal = safemap::Journal::builder()
         .retention(config.max_retention())

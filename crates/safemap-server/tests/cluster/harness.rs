@@ -337,8 +337,17 @@ pub struct Server {
     endpoints: String,
     prefix: String,
     config: Option<PathBuf>,
+    /// More `serve` flags and environment variables (TLS, etcd user).
+    extra: Extra,
     child: std::sync::Mutex<Option<Child>>,
     pub http: reqwest::Client,
+}
+
+/// More `safemap serve` flags and environment variables than the harness's own.
+#[derive(Clone, Default)]
+pub struct Extra {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -350,6 +359,17 @@ impl Server {
         dir: &Path,
         config: Option<&str>,
     ) -> Server {
+        Server::start_extra(endpoints, prefix, dir, config, Extra::default()).await
+    }
+
+    /// As [`Server::start_with`], with more flags and environment variables.
+    pub async fn start_extra(
+        endpoints: &str,
+        prefix: &str,
+        dir: &Path,
+        config: Option<&str>,
+        extra: Extra,
+    ) -> Server {
         let config = config.map(|text| {
             std::fs::create_dir_all(dir).unwrap();
             let path = dir.join("safemap.toml");
@@ -358,6 +378,7 @@ impl Server {
         });
         let mut s = Server {
             config,
+            extra,
             url: String::new(),
             dir: dir.to_path_buf(),
             port: free_port(),
@@ -382,8 +403,19 @@ impl Server {
             .append(true)
             .open(self.dir.join("server.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_safemap"))
-            .arg("serve")
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting safemap");
+        *self.child.lock().unwrap() = Some(child);
+    }
+
+    /// The `safemap serve` command of this server.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_safemap"));
+        cmd.arg("serve")
             .args(["--store", "etcd", "--etcd-endpoints", &self.endpoints])
             .args(["--etcd-prefix", &self.prefix])
             .arg("--listen")
@@ -395,12 +427,61 @@ impl Server {
                     .iter()
                     .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
             )
-            .env("RUST_LOG", "info")
+            .args(&self.extra.args)
+            .envs(self.extra.env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// Runs a server that must refuse to start: its exit code and stderr.
+    pub fn refused(endpoints: &str, prefix: &str, dir: &Path, extra: Extra) -> (i32, String) {
+        let s = Server {
+            config: None,
+            extra,
+            url: String::new(),
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            endpoints: endpoints.to_string(),
+            prefix: prefix.to_string(),
+            child: std::sync::Mutex::new(None),
+            http: reqwest::Client::new(),
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        let log_path = dir.join("refused.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = s
+            .command()
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("starting safemap");
-        *self.child.lock().unwrap() = Some(child);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "safemap did not refuse to start within 30 s:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
+        (status.code().unwrap_or(-1), stderr)
+    }
+
+    /// The server's process id (for SIGSTOP / SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(Child::id)
+            .expect("the server runs")
     }
 
     async fn wait_ready(&self) {

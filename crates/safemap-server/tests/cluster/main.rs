@@ -3,9 +3,11 @@
 //! with a message where etcd is not installed, failed under CI.
 #![allow(clippy::unwrap_used)]
 
+mod compaction;
 mod harness;
 mod plans;
 mod references;
+mod secure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +37,40 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
-/// Two servers over a fresh 3-member cluster, and the admin token.
+/// A fresh 3-member etcd cluster and the scratch directory of its servers
+/// (removed after the members stop).
+struct Fixture {
+    etcd: Etcd,
+    _tmp: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Etcd;
+    fn deref(&self) -> &Etcd {
+        &self.etcd
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut Etcd {
+        &mut self.etcd
+    }
+}
+
+/// The start of most tests: a fresh 3-member etcd cluster, two servers over
+/// it (prefix `/t/`, this configuration) and the admin token; `None` (with a
+/// message) where etcd is not installed.
+async fn cluster(config: Option<&str>) -> Option<(Fixture, Server, Server, String)> {
+    if !etcd_available() {
+        return None;
+    }
+    let etcd = Etcd::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, admin) = two_servers(&etcd, tmp.path(), config).await;
+    Some((Fixture { etcd, _tmp: tmp }, a, b, admin))
+}
+
+/// Two servers over `etcd` (prefix `/t/`), and the admin token.
 async fn two_servers(
     etcd: &Etcd,
     dir: &std::path::Path,
@@ -93,12 +128,9 @@ async fn get(s: &Server, admin: &str, key: &str, min: Option<u64>) -> (u16, Opti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_through_one_server_is_read_through_another() {
-    if !etcd_available() {
+    let Some((etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
 
     let (s, seen, v) = put(&a, &admin, "k%201", json!({"n": 1}), None).await;
     assert_eq!(s, 201, "{v}");
@@ -202,12 +234,9 @@ async fn a_write_through_one_server_is_read_through_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conflicting_writes_through_two_servers_have_one_winner_and_one_record() {
-    if !etcd_available() {
+    let Some((etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     let servers = [&a, &b];
     let audit_before = etcd.keys("/t/audit/").await.len();
     let rounds = 10;
@@ -284,11 +313,6 @@ async fn conflicting_writes_through_two_servers_have_one_winner_and_one_record()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deny_rules_judge_the_value_the_transaction_compares() {
-    if !etcd_available() {
-        return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
     let config = r#"
 [maps.m]
 [[maps.m.deny_delete]]
@@ -296,7 +320,9 @@ name = "archived"
 pointer = "/status"
 equals = "archived"
 "#;
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), Some(config)).await;
+    let Some((etcd, a, b, admin)) = cluster(Some(config)).await else {
+        return;
+    };
     let (s, _, v) = put(&a, &admin, "o", json!({"status": "open"}), None).await;
     assert_eq!(s, 201);
     let rev = v["revision"].as_u64().unwrap();
@@ -321,13 +347,10 @@ equals = "archived"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_delete_breaker_holds_across_servers() {
-    if !etcd_available() {
-        return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
     let config = "[maps.m]\ndelete_breaker = { max_deletes = 5, per_seconds = 60 }\n";
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), Some(config)).await;
+    let Some((etcd, a, b, admin)) = cluster(Some(config)).await else {
+        return;
+    };
     for i in 0..12 {
         assert_eq!(
             put(&a, &admin, &format!("b{i}"), json!(i), None).await.0,
@@ -469,12 +492,9 @@ async fn check_acknowledged(servers: &[Server; 2], admin: &str, acked: &[(String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
-    if !etcd_available() {
+    let Some((mut etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let mut etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     let servers = Arc::new([a, b]);
     let leader = etcd.leader().await;
     let results = under_writers(&servers, &admin, async {
@@ -504,12 +524,9 @@ async fn killing_the_etcd_leader_under_writers_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_server_then_the_whole_cluster_loses_no_acknowledged_write() {
-    if !etcd_available() {
+    let Some((mut etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let mut etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     let servers = Arc::new([a, b]);
     // kill -9 of server A under writers, then A again.
     let results = under_writers(&servers, &admin, async {
@@ -551,12 +568,9 @@ async fn killing_a_server_then_the_whole_cluster_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_server_rebuilds_its_replica() {
-    if !etcd_available() {
+    let Some((_etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     for i in 0..20 {
         assert_eq!(
             put(&a, &admin, &format!("r{i}"), json!(i), None).await.0,
@@ -688,12 +702,9 @@ async fn a_server_whose_policies_differ_from_the_clusters_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_quorum_writes_answer_503_and_reads_keep_answering() {
-    if !etcd_available() {
+    let Some((mut etcd, a, _b, admin)) = cluster(None).await else {
         return;
-    }
-    let mut etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, _b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     let (s, _, v) = put(&a, &admin, "q", json!(1), None).await;
     assert_eq!(s, 201, "{v}");
     let rev = v["revision"].as_u64().unwrap();
@@ -743,12 +754,9 @@ async fn without_quorum_writes_answer_503_and_reads_keep_answering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refresh_and_the_console_delete_feed_work_through_any_server() {
-    if !etcd_available() {
+    let Some((_etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     let r = a
         .req(Method::POST, "/v1/maps/m/refresh", &admin)
         .json(&json!({"entries": {"x": 1, "y": 2, "z": 3}}))
@@ -835,12 +843,9 @@ async fn refresh_and_the_console_delete_feed_work_through_any_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_watch_through_one_server_sees_writes_through_another_in_order() {
-    if !etcd_available() {
+    let Some((_etcd, a, b, admin)) = cluster(None).await else {
         return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b, admin) = two_servers(&etcd, tmp.path(), None).await;
+    };
     let (s, _, v) = put(&a, &admin, "a", json!(1), None).await;
     assert_eq!(s, 201, "{v}");
     let first = v["revision"].as_u64().unwrap();
@@ -902,13 +907,10 @@ async fn a_watch_through_one_server_sees_writes_through_another_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_records_past_retention_are_pruned_from_etcd() {
-    if !etcd_available() {
-        return;
-    }
-    let etcd = Etcd::start().await;
-    let tmp = tempfile::tempdir().unwrap();
     let config = "[maps.m]\nretention = \"2s\"\n[maps.keep]\n";
-    let (a, _b, admin) = two_servers(&etcd, tmp.path(), Some(config)).await;
+    let Some((etcd, a, _b, admin)) = cluster(Some(config)).await else {
+        return;
+    };
     assert_eq!(put(&a, &admin, "p", json!(1), None).await.0, 201);
     assert_eq!(delete(&a, &admin, "p", None).await.0, 200);
     let r = a

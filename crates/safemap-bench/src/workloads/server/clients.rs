@@ -52,6 +52,9 @@ pub enum Endpoint {
         /// Bearer token.
         token: String,
     },
+    /// Several servers of one cluster: task `t` talks to part `t % len`
+    /// (the load split evenly across them).
+    Spread(Vec<Endpoint>),
 }
 
 /// One task's connection.
@@ -120,6 +123,14 @@ async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<(), String> {
 }
 
 impl Endpoint {
+    /// The endpoint task `t` talks to: itself, or one part of a [`Endpoint::Spread`].
+    pub fn for_task(&self, t: usize) -> &Endpoint {
+        match self {
+            Endpoint::Spread(parts) if !parts.is_empty() => parts[t % parts.len()].for_task(t),
+            other => other,
+        }
+    }
+
     /// Open this task's connection.
     pub async fn connect(&self, http: &reqwest::Client) -> Result<Conn, String> {
         match self {
@@ -154,6 +165,14 @@ impl Endpoint {
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success()),
+            Endpoint::Spread(parts) => {
+                for p in parts {
+                    if !Box::pin(p.ready(http)).await {
+                        return false;
+                    }
+                }
+                !parts.is_empty()
+            }
         }
     }
 
@@ -263,6 +282,24 @@ mod tests {
         ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
+    }
+
+    #[test]
+    fn a_spread_splits_tasks_evenly_across_its_parts() {
+        let part = |i: usize| Endpoint::Safemap {
+            base: format!("http://127.0.0.1:{i}"),
+            token: "t".into(),
+        };
+        let spread = Endpoint::Spread(vec![part(1), part(2)]);
+        let base_of = |t: usize| match spread.for_task(t) {
+            Endpoint::Safemap { base, .. } => base.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(base_of(0), "http://127.0.0.1:1");
+        assert_eq!(base_of(1), "http://127.0.0.1:2");
+        assert_eq!(base_of(2), "http://127.0.0.1:1");
+        let single = Endpoint::Etcd("http://e".into());
+        assert!(matches!(single.for_task(7), Endpoint::Etcd(u) if u == "http://e"));
     }
 
     #[test]

@@ -87,6 +87,7 @@ async fn phase(
         let (ep, http, written) = (Arc::clone(ep), http.clone(), Arc::clone(written));
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
+            let ep = ep.for_task(t);
             let mut conn = match ep.connect(&http).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -7,6 +7,13 @@
 //! get, delete: puts write fresh keys, gets read keys the puts wrote,
 //! deletes remove them. A server that cannot be installed or started is
 //! skipped with a message; nothing here fails the run.
+//!
+//! Cluster rows (durable only): `safemap-cluster` is 2 `safemap serve
+//! --store etcd` servers over a 3-member etcd cluster, the connections split
+//! evenly across the two servers (needs a safemap binary built with
+//! `--features etcd`, else the row is skipped with that reason);
+//! `etcd-cluster` is the same 3-member cluster alone, the connections split
+//! across its members. Every process shares the machine's cores.
 
 pub mod clients;
 pub mod load;
@@ -31,7 +38,8 @@ pub struct Config {
     pub safemap_bin: Option<PathBuf>,
     /// Run `servers.sh install` (apt-get) when etcd or redis is missing.
     pub install: bool,
-    /// Only these servers (all when empty): `safemap`, `etcd`, `redis`.
+    /// Only these servers (all when empty): `safemap`, `etcd`, `redis`,
+    /// `safemap-cluster`, `etcd-cluster`.
     pub only: Vec<String>,
     /// Worker threads of the client's tokio runtime.
     pub client_threads: usize,
@@ -54,7 +62,7 @@ impl Config {
 /// One JSON line of the server workload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Row {
-    /// `safemap`, `etcd` or `redis`.
+    /// `safemap`, `etcd`, `redis`, `safemap-cluster` or `etcd-cluster`.
     pub server: String,
     /// `get`, `put` or `delete`.
     pub op: String,
@@ -161,6 +169,11 @@ pub fn run(
             }
         }
     }
+    for server in ["safemap-cluster", "etcd-cluster"] {
+        if want(server) {
+            plan.push((server, true));
+        }
+    }
     let bar = progress.bar("server", plan.len() as u64);
     for (server, durable) in plan {
         let setting = if durable { "durable" } else { "relaxed" };
@@ -187,6 +200,28 @@ pub fn run(
                         .to_string(),
                 ),
             },
+            "safemap-cluster" if procs::on_path("etcd") => match &safemap_bin {
+                Some(bin) => procs::start_safemap_cluster(&script, bin, &dir, CLUSTER_SERVERS)
+                    .map_err(|e| {
+                        if e.contains("without the etcd store") {
+                            format!(
+                                "{} was built without the `etcd` feature (cargo build --release -p safemap-server --features etcd)",
+                                bin.display()
+                            )
+                        } else {
+                            e
+                        }
+                    }),
+                None => Err(
+                    "the `safemap` server binary was not found (build crates/safemap-server \
+                             with --features etcd, or pass --safemap-bin / SAFEMAP_BIN)"
+                        .to_string(),
+                ),
+            },
+            "etcd-cluster" if procs::on_path("etcd") => procs::start_etcd_cluster(&script, &dir),
+            "safemap-cluster" => {
+                Err("etcd is not installed (crates/safemap-bench/scripts/servers.sh install)".into())
+            }
             "etcd" if procs::on_path("etcd") => procs::start_etcd(&script, &dir),
             "redis" if procs::on_path("redis-server") => procs::start_redis(&script, &dir, durable),
             other => Err(format!(
@@ -235,6 +270,9 @@ pub fn run(
     drop(scratch);
     (rows, skipped)
 }
+
+/// safemap servers of the `safemap-cluster` row.
+pub const CLUSTER_SERVERS: usize = 2;
 
 /// The phases, in the order they run.
 pub const PHASES: [Op; 3] = [Op::Put, Op::Get, Op::Delete];
