@@ -69,19 +69,14 @@ struct Server {
     log: std::path::PathBuf,
 }
 
-/// Audit records the server holds in memory (what `GET /v1/audit` answers
-/// from): more than a long run writes (about 1000 per cycle on a fast
-/// machine), so that every acknowledged write's record can be checked. With
-/// the default 100 000, a 100-cycle run evicts its first records from memory
-/// (they stay on disk) and the check would fail for that reason alone.
-const JOURNAL_CAPACITY: usize = 2_000_000;
-
 fn start(dir: &Path, cycle: usize) -> Server {
     let log = dir.join(format!("server-{cycle}.log"));
     let config = dir.join("safemap.toml");
     std::fs::write(
         &config,
-        format!("[server]\njournal_capacity = {JOURNAL_CAPACITY}\n"),
+        // The default journal_capacity (100 000): a long run's first
+        // records, once evicted from memory, are read back from disk.
+        "[server]\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_safemap"))
@@ -140,12 +135,8 @@ async fn verify(http: &reqwest::Client, s: &Server, book: &mut Book) {
         st.acked = observed;
         st.pending = None;
     }
-    // 2. Audit: every acknowledged write has its record.
-    assert!(
-        book.acked_writes.len() < JOURNAL_CAPACITY / 2,
-        "{} writes: the run outgrew what the server holds in memory; raise JOURNAL_CAPACITY",
-        book.acked_writes.len()
-    );
+    // 2. Audit: every acknowledged write has its record (paged from the
+    // first, on disk or in memory).
     let mut seen: HashSet<(String, String, u64)> = HashSet::new();
     let mut after = 0u64;
     loop {

@@ -317,4 +317,39 @@ mod tests {
         assert!(s.history_record(21).await.unwrap().is_none());
         s.close();
     }
+
+    #[tokio::test]
+    async fn a_format_4_file_gets_its_plan_index_at_start() {
+        use crate::storage::tables::{META, PLAN_AUDIT};
+        let dir = tempfile::tempdir().unwrap();
+        let hour = Duration::from_secs(3600);
+        let plan = "00000000000000cd";
+        {
+            let (s, _) = Storage::open(dir.path(), hour).unwrap();
+            for id in 1..=6 {
+                s.enqueue(Box::new(rec(
+                    id,
+                    "k",
+                    (!id.is_multiple_of(2)).then_some(plan),
+                )));
+            }
+            s.wait_durable(Target::AuditId(6)).await.unwrap();
+            s.close();
+        }
+        // What a format-4 server left: no index.
+        {
+            let db = redb::Database::create(dir.path().join(super::super::DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(PLAN_AUDIT).unwrap();
+            txn.open_table(META).unwrap().insert("format", 4).unwrap();
+            txn.commit().unwrap();
+        }
+        let (s, _) = Storage::open(dir.path(), hour).unwrap();
+        let found = s.history_plan(plan.into(), u64::MAX).await.unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![1, 3, 5]
+        );
+        s.close();
+    }
 }

@@ -3,13 +3,15 @@
 //!
 //! The on-disk layout is described in `crates/safemap-server/STORAGE.md`.
 //! In short: `<data-dir>/wal/` holds log segments of checksummed records
-//! ([`wal`]); `<data-dir>/safemap.redb` holds five tables, `entries`
+//! ([`wal`]); `<data-dir>/safemap.redb` holds six tables, `entries`
 //! ((map, key) → [`StoredEntry`] JSON), `audit` (audit id → [`StoredRecord`]
-//! JSON), `tokens` (name → [`StoredToken`] JSON), `plans` (plan id →
+//! JSON), `plan_audit` ((plan id, audit id) → (), the index of planned
+//! records), `tokens` (name → [`StoredToken`] JSON), `plans` (plan id →
 //! [`StoredPlan`] JSON) and `meta` (name → u64:
 //! `last_revision`, `last_audit_id`, `checkpoint_lsn`, `clean_shutdown`,
 //! `format`). Threads: the log writer (`writer`) and the checkpointer
-//! (`checkpoint`); recovery (`recovery`) runs before both.
+//! (`checkpoint`); recovery (`recovery`) runs before both. Audit history
+//! older than the journal in memory is read back by `history`.
 //!
 //! Visibility versus durability: the library makes a write visible to readers
 //! the moment it is applied in memory; the record then travels to the writer
