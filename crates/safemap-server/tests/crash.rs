@@ -316,7 +316,16 @@ async fn acknowledged_writes_survive_kill_9() {
     for cycle in 0..cycles {
         let mut s = start(tmp.path(), cycle);
         if cycle > 0 {
-            let log = std::fs::read_to_string(&s.log).unwrap();
+            // The server logs through a background writer: the line may land
+            // in the file a moment after "listening on" is printed.
+            let mut log = std::fs::read_to_string(&s.log).unwrap();
+            for _ in 0..100 {
+                if log.contains("unclean shutdown") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                log = std::fs::read_to_string(&s.log).unwrap();
+            }
             assert!(
                 log.contains("unclean shutdown"),
                 "cycle {cycle}: recovery not logged:\n{log}"
