@@ -8,7 +8,8 @@
 //! - the server logged that it recovered from an unclean shutdown.
 //!
 //! 20 cycles by default; `SAFEMAP_CRASH_CYCLES=200` for more,
-//! `SAFEMAP_CRASH_SEED=<n>` to replay a run.
+//! `SAFEMAP_CRASH_SEED=<n>` to replay a run, `SAFEMAP_CRASH_JOURNAL_CAPACITY=<n>`
+//! to hold only n audit records in memory (the rest is paged from disk).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -72,13 +73,14 @@ struct Server {
 fn start(dir: &Path, cycle: usize) -> Server {
     let log = dir.join(format!("server-{cycle}.log"));
     let config = dir.join("safemap.toml");
-    std::fs::write(
-        &config,
-        // The default journal_capacity (100 000): a long run's first
-        // records, once evicted from memory, are read back from disk.
-        "[server]\n",
-    )
-    .unwrap();
+    // The default journal_capacity (100 000): a long run's first records,
+    // once evicted from memory, are read back from disk. A small one makes
+    // most of the history come from disk (and exercises the seam each cycle).
+    let config_text = match std::env::var("SAFEMAP_CRASH_JOURNAL_CAPACITY") {
+        Ok(n) => format!("[server]\njournal_capacity = {}\n", n.trim()),
+        Err(_) => "[server]\n".to_string(),
+    };
+    std::fs::write(&config, config_text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_safemap"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
