@@ -189,3 +189,45 @@ async fn history_below_the_memory_window_pages_and_restores_across_a_restart() {
     drop(s);
     drop(tmp);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evicted_records_not_yet_folded_are_served_after_a_storage_failure_too() {
+    let cfg = "[server]\njournal_capacity = 3\ncheckpoint_interval = \"1h\"\n";
+    let s = TestServer::start_with(cfg).await;
+    // Durable, and (with an hourly checkpoint) not folded: 1 and 2 leave memory.
+    for k in ["a", "b", "c", "d", "e"] {
+        assert_eq!(s.put("m", k, json!(1)).await.status(), 201);
+    }
+    s.state
+        .local_storage("test")
+        .unwrap()
+        .inject_commit_failure();
+    // Applied in memory (evicting 3), never durable.
+    assert_eq!(s.put("m", "f", json!(1)).await.status(), 503);
+    // 1..3 are folded on demand, although the log writer has failed.
+    let (st, v) = sj(s
+        .admin(Method::GET, "/v1/audit?limit=2")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(ids(v["records"].as_array().unwrap()), vec![1, 2], "{v}");
+    assert_eq!(v["next"], 2);
+    // The page reaching 6, which a crash would take back, is refused.
+    let (st, v) = sj(s
+        .admin(Method::GET, "/v1/audit?after=2&limit=10")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((st, code(&v)), (503, "storage_unavailable"), "{v}");
+    let (st, v) = sj(s
+        .admin(Method::GET, "/v1/audit?after=2&limit=3")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(ids(v["records"].as_array().unwrap()), vec![3, 4, 5], "{v}");
+}

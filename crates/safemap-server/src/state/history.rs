@@ -13,7 +13,9 @@
 //!   reader waits until the checkpoint has folded it (`Storage::wait_folded`,
 //!   which asks the checkpointer to fold at once): a record that left memory
 //!   before it reached redb is waited for, never skipped. The wait is bounded
-//!   ([`FOLD_WAIT`]): 503 `storage_unavailable` when storage failed, 503
+//!   ([`FOLD_WAIT`]): 503 `storage_unavailable` when it can no longer be
+//!   folded (a fold failed, or the log failed before the record was durable;
+//!   records durable before a log failure are still folded and served), 503
 //!   `checkpoint_behind` (`Retry-After`) when the time passed.
 //! - **Bounded scans.** A page examines at most [`SCAN_MAX`] rows of redb.
 //!   With filters it may then hold fewer than `limit` records (none, even)

@@ -93,7 +93,10 @@ impl Checkpointer {
                 last_fold = Instant::now();
                 if let Err(e) = self.fold(&pending, close == Some(true)) {
                     tracing::error!(error = %e, "folding the log into the checkpoint failed; refusing writes from now on");
-                    self.durable.send_modify(|d| d.failed = true);
+                    self.durable.send_modify(|d| {
+                        d.failed = true;
+                        d.fold_failed = true;
+                    });
                     failed = true;
                     continue;
                 }

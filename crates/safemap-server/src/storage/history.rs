@@ -98,6 +98,7 @@ impl DiskQuery {
 impl Storage {
     /// Waits until every record up to audit id `id` is in redb. Asks the
     /// checkpointer to fold at once rather than at its next interval.
+    /// [`FoldWait::Failed`] when that can no longer happen.
     pub async fn wait_folded(&self, id: u64) -> Result<(), FoldWait> {
         let folded = |d: &super::Durable| d.folded_audit_id >= id;
         if folded(&self.durable()) {
@@ -106,8 +107,13 @@ impl Storage {
         // Never blocks: when 1024 batches wait for the checkpointer it is
         // folding anyway, and the wait below is bounded.
         let _ = self.inner.fold.try_send(Fold::Want(id));
+        // Hopeless once the checkpointer failed, or once the log writer
+        // failed before `id` was durable. (After a log failure the records
+        // that were durable are still folded.)
+        let hopeless = |d: &super::Durable| d.fold_failed || (d.failed && d.audit_id < id);
         let mut rx = self.inner.durable.clone();
-        let waited = tokio::time::timeout(FOLD_WAIT, rx.wait_for(|d| d.failed || folded(d))).await;
+        let waited =
+            tokio::time::timeout(FOLD_WAIT, rx.wait_for(|d| hopeless(d) || folded(d))).await;
         match waited {
             Err(_) => Err(FoldWait::TimedOut),
             Ok(Ok(d)) if folded(&d) => Ok(()),

@@ -82,6 +82,8 @@ pub struct Durable {
     /// Highest audit id folded into redb: every record up to it is in the
     /// `audit` table (or was pruned past retention).
     pub folded_audit_id: u64,
+    /// A fold failed: nothing more will be folded.
+    pub fold_failed: bool,
     /// A write or a fold failed: nothing more will become durable.
     pub failed: bool,
 }
@@ -248,6 +250,7 @@ impl Storage {
             revision: rec.last_revision,
             // Recovery folded the whole log.
             folded_audit_id: meta.last_audit_id,
+            fold_failed: false,
             failed: false,
         };
         let (dtx, drx) = watch::channel(state);
