@@ -97,7 +97,9 @@ pub enum ClientCmd {
         /// Only this plan.
         #[arg(long)]
         plan: Option<String>,
-        /// After this audit id.
+        /// After this audit id: the `next` of the previous page (a page may
+        /// hold fewer than `--limit` records while `next` is set; keep going
+        /// until it is null).
         #[arg(long)]
         after: Option<u64>,
         /// Page size.

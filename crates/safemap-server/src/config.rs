@@ -9,7 +9,7 @@
 //! plan_ttl = "1h"                  # default lifetime of a delete plan
 //! watch_keepalive = "15s"          # SSE keep-alive comment interval
 //! header_read_timeout = "30s"      # time to send request headers (and HTTP/1 keep-alive idle limit)
-//! journal_capacity = 100000        # audit records held in memory (restore, watch, audit), ~1-2 KiB each
+//! journal_capacity = 100000        # audit records held in memory, ~1-2 KiB each (watch replays only these)
 //! storage_cache_bytes = 67108864   # redb page cache (64 MiB)
 //! checkpoint_interval = "1s"       # how often the write-ahead log is folded into redb
 //! tls_cert = "/etc/safemap/cert.pem"  # serve HTTPS (rustls) when both are set
@@ -81,10 +81,10 @@ pub struct ServerSettings {
     /// Time a client may take to send request headers; also the idle limit of
     /// a kept-alive HTTP/1 connection (default 30 s). Bounds slowloris clients.
     pub header_read_timeout: Duration,
-    /// Audit records held in memory for audit queries, restore and watch
+    /// Audit records held in memory, what a watch replays
     /// (default 100 000, about 1–2 KiB each with small values); older ones stay
-    /// on disk until retention prunes them, but are no longer queryable or
-    /// restorable.
+    /// on disk until retention prunes them: audit queries and restores read
+    /// them there, a watch does not replay them (410 `compacted`).
     pub journal_capacity: usize,
     /// redb page cache in bytes (default 64 MiB).
     pub storage_cache_bytes: usize,

@@ -72,13 +72,17 @@ pub fn already_exists(current: Revision) -> ApiError {
     .with_details(json!({"current_revision": current.get()}))
 }
 
-/// 410 `compacted`: events before `oldest` are no longer held.
+/// 410 `compacted`: events before `oldest` are no longer held for watching.
+/// A watch replays only what is held in memory (the newest
+/// `server.journal_capacity` records); older writes stay in the audit
+/// journal on disk for the retention, listed by `GET /v1/audit`, but a watch
+/// does not replay them (README, "Limits, named").
 pub fn compacted(oldest: u64) -> ApiError {
     ApiError::new(
         StatusCode::GONE,
         "compacted",
         format!(
-            "events before revision {oldest} are no longer held; read the current state and watch from there"
+            "a watch replays only the newest server.journal_capacity records, held in memory; revision {oldest} is the oldest it can start from (older writes are listed by GET /v1/audit within retention); read the current state and watch from revision {oldest} or later"
         ),
     )
     .with_details(json!({"oldest_revision": oldest}))

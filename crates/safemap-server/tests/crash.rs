@@ -8,7 +8,8 @@
 //! - the server logged that it recovered from an unclean shutdown.
 //!
 //! 20 cycles by default; `SAFEMAP_CRASH_CYCLES=200` for more,
-//! `SAFEMAP_CRASH_SEED=<n>` to replay a run.
+//! `SAFEMAP_CRASH_SEED=<n>` to replay a run, `SAFEMAP_CRASH_JOURNAL_CAPACITY=<n>`
+//! to hold only n audit records in memory (the rest is paged from disk).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -69,21 +70,17 @@ struct Server {
     log: std::path::PathBuf,
 }
 
-/// Audit records the server holds in memory (what `GET /v1/audit` answers
-/// from): more than a long run writes (about 1000 per cycle on a fast
-/// machine), so that every acknowledged write's record can be checked. With
-/// the default 100 000, a 100-cycle run evicts its first records from memory
-/// (they stay on disk) and the check would fail for that reason alone.
-const JOURNAL_CAPACITY: usize = 2_000_000;
-
 fn start(dir: &Path, cycle: usize) -> Server {
     let log = dir.join(format!("server-{cycle}.log"));
     let config = dir.join("safemap.toml");
-    std::fs::write(
-        &config,
-        format!("[server]\njournal_capacity = {JOURNAL_CAPACITY}\n"),
-    )
-    .unwrap();
+    // The default journal_capacity (100 000): a long run's first records,
+    // once evicted from memory, are read back from disk. A small one makes
+    // most of the history come from disk (and exercises the seam each cycle).
+    let config_text = match std::env::var("SAFEMAP_CRASH_JOURNAL_CAPACITY") {
+        Ok(n) => format!("[server]\njournal_capacity = {}\n", n.trim()),
+        Err(_) => "[server]\n".to_string(),
+    };
+    std::fs::write(&config, config_text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_safemap"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
@@ -140,12 +137,8 @@ async fn verify(http: &reqwest::Client, s: &Server, book: &mut Book) {
         st.acked = observed;
         st.pending = None;
     }
-    // 2. Audit: every acknowledged write has its record.
-    assert!(
-        book.acked_writes.len() < JOURNAL_CAPACITY / 2,
-        "{} writes: the run outgrew what the server holds in memory; raise JOURNAL_CAPACITY",
-        book.acked_writes.len()
-    );
+    // 2. Audit: every acknowledged write has its record (paged from the
+    // first, on disk or in memory).
     let mut seen: HashSet<(String, String, u64)> = HashSet::new();
     let mut after = 0u64;
     loop {
@@ -325,7 +318,16 @@ async fn acknowledged_writes_survive_kill_9() {
     for cycle in 0..cycles {
         let mut s = start(tmp.path(), cycle);
         if cycle > 0 {
-            let log = std::fs::read_to_string(&s.log).unwrap();
+            // The server logs through a background writer: the line may land
+            // in the file a moment after "listening on" is printed.
+            let mut log = std::fs::read_to_string(&s.log).unwrap();
+            for _ in 0..100 {
+                if log.contains("unclean shutdown") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                log = std::fs::read_to_string(&s.log).unwrap();
+            }
             assert!(
                 log.contains("unclean shutdown"),
                 "cycle {cycle}: recovery not logged:\n{log}"

@@ -229,7 +229,7 @@ pub use error::{
 };
 pub use guard::BreakerState;
 pub use ids::{AuditId, ParsePlanIdError, PlanId, Revision};
-pub use journal::{AuditQuery, AuditRecord, Journal, JournalBuilder, JournalSink, Op};
+pub use journal::{AuditQuery, AuditRecord, HeldRecords, Journal, JournalBuilder, JournalSink, Op};
 pub use map::{
     Builder, DEFAULT_PLAN_TTL, Expect, MapRestored, Pinned, RestoreReport, RetainReport, SafeMap,
     Skip, Snapshot,

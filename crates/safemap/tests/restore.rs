@@ -110,3 +110,87 @@ fn restore_plan_undoes_a_planned_removal_and_skips_recreated_keys() {
         Err(RestoreError::NotFound)
     );
 }
+
+/// Keeps a copy of every record, as a server's storage does.
+#[derive(Default)]
+struct Kept(std::sync::Mutex<Vec<safemap::AuditRecord<String, u32>>>);
+
+impl safemap::JournalSink<String, u32> for Kept {
+    fn append(&self, record: &std::sync::Arc<safemap::AuditRecord<String, u32>>) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.push((**record).clone());
+        }
+    }
+}
+
+#[test]
+fn records_evicted_from_memory_are_restored_from_the_callers_copy() {
+    let kept = std::sync::Arc::new(Kept::default());
+    let journal = safemap::Journal::builder()
+        .capacity(3)
+        .sink(kept.clone())
+        .build();
+    let map: SafeMap<String, u32> = SafeMap::builder()
+        .name("orders")
+        .journal(journal.clone())
+        .build();
+    let _ = map.insert("k".into(), 7);
+    let id = map.remove("k", "oops").unwrap().audit_id().unwrap();
+    for i in 0..5 {
+        let _ = map.insert(format!("other{i}"), i);
+    }
+    assert!(id < journal.first_held_id());
+    assert_eq!(map.restore(id, "undo"), Err(RestoreError::RetentionExpired));
+    let copy = |id| {
+        kept.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .unwrap()
+    };
+    let report = map.restore_record(copy(id), "undo").unwrap();
+    assert_eq!(report.restored.len(), 1);
+    assert_eq!(map.get("k").unwrap().value(), &7);
+    // Restored once: the key exists again.
+    let again = map.restore_record(copy(id), "undo").unwrap();
+    assert_eq!(again.skipped, vec![("k".to_string(), Skip::Recreated)]);
+    // Another map's record, or a put, is not restored.
+    let mut other = copy(id);
+    other.map = "items".into();
+    assert_eq!(
+        map.restore_record(other, "undo"),
+        Err(RestoreError::NotFound)
+    );
+    let put = copy(safemap::AuditId::new(id.get() + 1));
+    assert_eq!(
+        map.restore_record(put, "undo"),
+        Err(RestoreError::NotADelete)
+    );
+}
+
+#[test]
+fn a_plan_partly_evicted_from_memory_is_restored_whole_with_the_callers_copy() {
+    let kept = std::sync::Arc::new(Kept::default());
+    let journal = safemap::Journal::builder()
+        .capacity(3)
+        .sink(kept.clone())
+        .build();
+    let map: SafeMap<String, u32> = SafeMap::builder()
+        .name("orders")
+        .journal(journal.clone())
+        .build();
+    let _ = map.refresh((0..6).map(|i| (format!("k{i}"), i)));
+    let plan = map.plan_remove(Selector::all());
+    let report = map.execute(plan.id(), 6, "cleanup").unwrap();
+    assert_eq!(report.deleted, 6);
+    // Only the last three deletes are held; the journal alone restores those.
+    assert_eq!(journal.for_plan(plan.id()).len(), 3);
+    // Everything the caller kept, held records included: no key comes back twice.
+    let older = kept.0.lock().unwrap().clone();
+    let undo = map.restore_plan_with(plan.id(), older, "undo").unwrap();
+    assert_eq!(undo.restored.len(), 6);
+    assert!(undo.skipped.is_empty());
+    assert_eq!(map.len(), 6);
+}

@@ -41,8 +41,10 @@ pub fn record_json(r: &Record) -> Value {
 }
 
 /// `GET /v1/audit?map=&key=&plan_id=&after=&limit=` → `{"records", "next"}`;
-/// `next` is the last id of the page when more records follow (pass it as
-/// `after`), else null.
+/// `next` is the id to pass as `after` when more records may follow (the
+/// last of the page, or the last examined by a scan that stopped at its
+/// bound), else null. Without `after` the history starts at its oldest
+/// record within retention, on disk or in memory.
 pub async fn audit(
     _a: Authed<CanRead>,
     State(st): State<AppState>,
@@ -77,21 +79,19 @@ pub async fn audit(
     if after.is_some_and(|a| a.get() == u64::MAX) {
         return Ok(Json(json!({"records": [], "next": null})).into_response());
     }
-    // One more than the page, to know whether another page follows.
-    let mut records = st.audit_query(&AuditQuery {
-        map: p.map,
-        key: p.key,
-        plan_id,
-        after,
-        limit: limit + 1,
-    });
-    let more = records.len() > limit;
-    records.truncate(limit);
-    let next = if more {
-        records.last().map(|r| r.id.get())
-    } else {
-        None
-    };
+    // Below the journal's in-memory window the page is read from redb and
+    // continues into the window (state/history.rs). A page may hold fewer
+    // than `limit` records with `next` set (a bounded scan): follow `next`.
+    let page = st
+        .audit_page(AuditQuery {
+            map: p.map,
+            key: p.key,
+            plan_id,
+            after,
+            limit,
+        })
+        .await?;
+    let (records, next) = (page.records, page.next);
     // Only durable records are shown: a reader never sees one that a crash
     // could take back (at most one group commit of waiting).
     if let Some(last) = records.last() {

@@ -1,7 +1,9 @@
 //! The shared state of a running server, one job per module: `recovery`
 //! (rebuilding it at start), `persist` (records to storage), `maps` (the map
 //! registry), `durable` (what a route waits for before answering), `plans`
-//! (delete plans kept across restarts).
+//! (delete plans kept across restarts), `history` (audit pages and records
+//! below the journal's in-memory window, read from redb) and `restore`
+//! (restore from either).
 //!
 //! One `Journal<String, Value>` is shared by all maps, so there is one revision
 //! counter and one sequence of audit ids for the whole server. The journal's
@@ -9,10 +11,12 @@
 //! called under the library's write lock).
 
 mod durable;
+pub mod history;
 mod maps;
 mod persist;
 mod plans;
 mod recovery;
+mod restore;
 mod store;
 
 use std::collections::HashMap;

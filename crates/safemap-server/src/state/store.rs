@@ -3,7 +3,7 @@
 //! cluster mode does not support yet is refused here, by name.
 
 use axum::http::StatusCode;
-use safemap::{AuditId, Expect, PlanId, Reason, RestoreError, RestoreReport, Revision};
+use safemap::{AuditId, Expect, Reason, RestoreError, RestoreReport, Revision};
 use serde_json::Value;
 
 use super::Shared;
@@ -307,15 +307,9 @@ impl Shared {
             restore_error(e, what, map)
         };
         match &self.store {
-            Store::Local(_) => {
-                let result = match which {
-                    Ok(id) => m.restore(AuditId::new(*id), why),
-                    Err(p) => match p.parse::<PlanId>() {
-                        Ok(plan) => m.restore_plan(plan, why),
-                        Err(_) => Err(RestoreError::NotFound),
-                    },
-                };
-                let report = result.map_err(refuse)?;
+            Store::Local(storage) => {
+                // From the journal, or from redb below its window (restore.rs).
+                let report = self.restore_local(storage, &m, which, why, refuse).await?;
                 self.until_durable(&report).await?;
                 Ok(report)
             }

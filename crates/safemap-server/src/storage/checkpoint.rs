@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable};
 use tokio::sync::watch;
 
-use super::codec::{self, StoredPlan, StoredRecord};
-use super::tables::{self, AUDIT, Logged, Meta, PLANS};
+use super::codec::{self, RecordHead, StoredPlan};
+use super::tables::{self, AUDIT, Logged, Meta, PLAN_AUDIT, PLANS};
 use super::{Durable, now_ms};
 
 /// Most records held before a fold, whatever the interval.
@@ -31,6 +31,12 @@ pub(crate) enum Fold {
     Sealed { path: PathBuf, last_lsn: u64 },
     /// Fold everything, record whether the shutdown is clean, and stop.
     Close { clean: bool },
+    /// Stop as a crash would: fold nothing more.
+    Halt,
+    /// A reader waits for the record with this audit id to be in redb: fold
+    /// as soon as records past the last fold are here, without waiting for
+    /// the interval (see `Storage::wait_folded`).
+    Want(u64),
 }
 
 pub(crate) struct Checkpointer {
@@ -49,6 +55,8 @@ impl Checkpointer {
         let mut last_fold = Instant::now();
         let mut last_prune = Instant::now();
         let mut failed = false;
+        // The highest audit id a reader waits to see folded.
+        let mut wanted = 0u64;
         loop {
             let wait = self.interval.saturating_sub(last_fold.elapsed());
             let close = match self.rx.recv_timeout(wait) {
@@ -61,6 +69,11 @@ impl Checkpointer {
                     None
                 }
                 Ok(Fold::Close { clean }) => Some(clean),
+                Ok(Fold::Halt) => return,
+                Ok(Fold::Want(id)) => {
+                    wanted = wanted.max(id);
+                    None
+                }
                 Err(RecvTimeoutError::Timeout) => None,
                 // The writer is gone without a Close: stop as a crash would.
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -74,12 +87,16 @@ impl Checkpointer {
             }
             let due = close.is_some()
                 || pending.len() >= FOLD_MAX_RECORDS
+                || (wanted > self.meta.last_audit_id && !pending.is_empty())
                 || last_fold.elapsed() >= self.interval;
             if due {
                 last_fold = Instant::now();
                 if let Err(e) = self.fold(&pending, close == Some(true)) {
                     tracing::error!(error = %e, "folding the log into the checkpoint failed; refusing writes from now on");
-                    self.durable.send_modify(|d| d.failed = true);
+                    self.durable.send_modify(|d| {
+                        d.failed = true;
+                        d.fold_failed = true;
+                    });
                     failed = true;
                     continue;
                 }
@@ -115,6 +132,8 @@ impl Checkpointer {
         tables::write_meta(&txn, &meta, clean)?;
         txn.commit()?;
         self.meta = meta;
+        self.durable
+            .send_modify(|d| d.folded_audit_id = d.folded_audit_id.max(meta.last_audit_id));
         metrics::histogram!("safemap_checkpoint_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         Ok(())
@@ -131,19 +150,24 @@ impl Checkpointer {
             let mut n = 0;
             {
                 let mut audit = txn.open_table(AUDIT)?;
+                let mut plan_audit = txn.open_table(PLAN_AUDIT)?;
                 let mut old = Vec::new();
                 for row in audit.iter()? {
                     let (k, v) = row?;
-                    let at = codec::decode::<StoredRecord>(v.value())
-                        .map(|r| r.at_ms)
-                        .unwrap_or(0);
+                    let (at, plan) = codec::decode::<RecordHead<'_>>(v.value())
+                        .map(|r| (r.at_ms, r.plan_id.map(|p| p.into_owned())))
+                        .unwrap_or((0, None));
                     if at >= cutoff || old.len() >= 100_000 {
                         break;
                     }
-                    old.push(k.value());
+                    old.push((k.value(), plan));
                 }
-                for id in old {
+                for (id, plan) in old {
                     audit.remove(id)?;
+                    // The index keeps no row for a pruned record.
+                    if let Some(plan) = plan {
+                        plan_audit.remove((plan.as_str(), id))?;
+                    }
                     n += 1;
                 }
                 let mut plans = txn.open_table(PLANS)?;

@@ -9,9 +9,10 @@ use serde_json::Value;
 /// Version of the on-disk format, stored in `meta.format`: 1 was redb alone,
 /// 2 adds the write-ahead log (rows unchanged), 3 adds delete plans (the
 /// `plans` table and log records of kind 4), 4 adds the tree of a cascading
-/// plan to its row (`tree`, absent for other plans). A server refuses a
+/// plan to its row (`tree`, absent for other plans), 5 adds the `plan_audit`
+/// index (built at the first start on an older file). A server refuses a
 /// database of a newer format rather than ignore what it cannot read.
-pub const FORMAT_VERSION: u64 = 4;
+pub const FORMAT_VERSION: u64 = 5;
 
 /// A live entry, the row of the `entries` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,23 @@ pub enum StoredOp {
     Delete,
     /// A restore of a deleted value.
     Restore,
+}
+
+/// The fields of an audit row that filters look at, read without decoding
+/// the values (a scan over many rows decodes a row whole only when it matches).
+#[derive(Debug, Deserialize)]
+pub struct RecordHead<'a> {
+    /// Time of the write, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Map name.
+    #[serde(borrow)]
+    pub map: std::borrow::Cow<'a, str>,
+    /// Key.
+    #[serde(borrow)]
+    pub key: std::borrow::Cow<'a, str>,
+    /// Delete plan id.
+    #[serde(borrow)]
+    pub plan_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// An audit record, the row of the `audit` table (key: audit id).

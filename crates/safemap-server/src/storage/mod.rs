@@ -3,13 +3,15 @@
 //!
 //! The on-disk layout is described in `crates/safemap-server/STORAGE.md`.
 //! In short: `<data-dir>/wal/` holds log segments of checksummed records
-//! ([`wal`]); `<data-dir>/safemap.redb` holds five tables, `entries`
+//! ([`wal`]); `<data-dir>/safemap.redb` holds six tables, `entries`
 //! ((map, key) → [`StoredEntry`] JSON), `audit` (audit id → [`StoredRecord`]
-//! JSON), `tokens` (name → [`StoredToken`] JSON), `plans` (plan id →
+//! JSON), `plan_audit` ((plan id, audit id) → (), the index of planned
+//! records), `tokens` (name → [`StoredToken`] JSON), `plans` (plan id →
 //! [`StoredPlan`] JSON) and `meta` (name → u64:
 //! `last_revision`, `last_audit_id`, `checkpoint_lsn`, `clean_shutdown`,
 //! `format`). Threads: the log writer (`writer`) and the checkpointer
-//! (`checkpoint`); recovery (`recovery`) runs before both.
+//! (`checkpoint`); recovery (`recovery`) runs before both. Audit history
+//! older than the journal in memory is read back by `history`.
 //!
 //! Visibility versus durability: the library makes a write visible to readers
 //! the moment it is applied in memory; the record then travels to the writer
@@ -19,6 +21,7 @@
 
 mod checkpoint;
 pub mod codec;
+mod history;
 mod recovery;
 mod tables;
 pub mod wal;
@@ -35,6 +38,7 @@ use redb::Database;
 use tokio::sync::{oneshot, watch};
 
 pub use codec::{StoredEntry, StoredNode, StoredOp, StoredPlan, StoredRecord, StoredToken};
+pub use history::{DiskPage, DiskQuery, FOLD_WAIT, FoldWait, ScanEnd};
 pub use writer::{Msg, Persist, TokenOp, now_ms};
 
 /// Default redb page cache (64 MiB; redb's own default is 1 GiB).
@@ -75,6 +79,11 @@ pub struct Durable {
     pub audit_id: u64,
     /// Highest revision on disk.
     pub revision: u64,
+    /// Highest audit id folded into redb: every record up to it is in the
+    /// `audit` table (or was pruned past retention).
+    pub folded_audit_id: u64,
+    /// A fold failed: nothing more will be folded.
+    pub fold_failed: bool,
     /// A write or a fold failed: nothing more will become durable.
     pub failed: bool,
 }
@@ -155,6 +164,11 @@ pub struct Storage {
 
 struct Inner {
     tx: Sender<Msg>,
+    /// The database, for reads of history (the checkpointer writes it).
+    /// Let go of when the threads stop, so the file is released as before.
+    db: Mutex<Option<Arc<Database>>>,
+    /// To the checkpointer, for `Fold::Want` only (the writer sends the rest).
+    fold: std::sync::mpsc::SyncSender<checkpoint::Fold>,
     durable: watch::Receiver<Durable>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
@@ -211,7 +225,7 @@ impl Storage {
         } else {
             0
         };
-        let meta = recovery::fold_and_mark_in_use(&db, &logged, stored.meta, skip)?;
+        let meta = recovery::fold_and_mark_in_use(&db, &logged, stored.meta, skip, stored.format)?;
         let mut rec = recovery::read_tables(&db, retention)?;
         rec.fresh = fresh;
         // Relaxed: set (if at all) by redb's callback on this thread during `create`.
@@ -234,13 +248,16 @@ impl Storage {
         let state = Durable {
             audit_id: rec.last_audit_id,
             revision: rec.last_revision,
+            // Recovery folded the whole log.
+            folded_audit_id: meta.last_audit_id,
+            fold_failed: false,
             failed: false,
         };
         let (dtx, drx) = watch::channel(state);
         let dtx = Arc::new(dtx);
         let (fold_tx, fold_rx) = std::sync::mpsc::sync_channel(FOLD_QUEUE);
         let checkpointer = checkpoint::Checkpointer {
-            db,
+            db: db.clone(),
             rx: fold_rx,
             durable: dtx.clone(),
             meta,
@@ -264,7 +281,7 @@ impl Storage {
                 max_len: options.segment_bytes,
             },
             next_lsn: meta.checkpoint_lsn + 1,
-            fold: fold_tx,
+            fold: fold_tx.clone(),
             checkpointer,
             fail_next: fail_next.clone(),
         };
@@ -276,6 +293,8 @@ impl Storage {
             Storage {
                 inner: Arc::new(Inner {
                     tx,
+                    db: Mutex::new(Some(db)),
+                    fold: fold_tx,
                     durable: drx,
                     thread: Mutex::new(Some(thread)),
                     path,
@@ -385,6 +404,19 @@ impl Storage {
         if let Some(h) = handle {
             let _ = h.join();
         }
+        if let Ok(mut db) = self.inner.db.lock() {
+            *db = None;
+        }
+    }
+
+    /// The database for a read, unless the storage was closed.
+    fn reader(&self) -> Result<Arc<Database>, StorageError> {
+        self.inner
+            .db
+            .lock()
+            .ok()
+            .and_then(|db| db.clone())
+            .ok_or_else(|| StorageError("the storage is closed".into()))
     }
 }
 

@@ -23,6 +23,8 @@ use super::{Recovered, StorageError, now_ms, se};
 pub(crate) struct StoredMeta {
     pub meta: Meta,
     pub clean_shutdown: bool,
+    /// `meta.format` (0: a new database, or one older than the field).
+    pub format: u64,
 }
 
 /// Reads `meta` (all zero in a new database). A newer format is an error.
@@ -34,6 +36,7 @@ pub(crate) fn read_meta(db: &Database) -> Result<StoredMeta, StorageError> {
             return Ok(StoredMeta {
                 meta: Meta::default(),
                 clean_shutdown: true,
+                format: 0,
             });
         }
         Err(e) => return Err(se("opening meta")(e)),
@@ -41,11 +44,10 @@ pub(crate) fn read_meta(db: &Database) -> Result<StoredMeta, StorageError> {
     let get = |k: &str| -> Result<Option<u64>, StorageError> {
         Ok(meta.get(k).map_err(se("reading meta"))?.map(|v| v.value()))
     };
-    if let Some(f) = get("format")?
-        && f > codec::FORMAT_VERSION
-    {
+    let format = get("format")?.unwrap_or(0);
+    if format > codec::FORMAT_VERSION {
         return Err(StorageError(format!(
-            "the database was written by a newer safemap (format {f}, this one reads up to {})",
+            "the database was written by a newer safemap (format {format}, this one reads up to {})",
             codec::FORMAT_VERSION
         )));
     }
@@ -56,6 +58,7 @@ pub(crate) fn read_meta(db: &Database) -> Result<StoredMeta, StorageError> {
             checkpoint_lsn: get("checkpoint_lsn")?.unwrap_or(0),
         },
         clean_shutdown: get("clean_shutdown")? != Some(0),
+        format,
     })
 }
 
@@ -255,8 +258,20 @@ pub(crate) fn fold_and_mark_in_use(
     logged: &[Logged],
     meta: Meta,
     skip: u64,
+    format: u64,
 ) -> Result<Meta, StorageError> {
     let txn = db.begin_write().map_err(se("starting"))?;
+    // Format 5 added the plan index: a file written before gets it now, in
+    // the transaction that also sets `meta.format` to 5.
+    if format < 5 {
+        let n = tables::build_plan_index(&txn).map_err(se("indexing plan records"))?;
+        if n > 0 {
+            tracing::info!(
+                records = n,
+                "indexed the audit records of delete plans (format 5)"
+            );
+        }
+    }
     let mut meta = tables::fold(&txn, logged, meta).map_err(se("folding the log"))?;
     if meta.last_revision > 0 {
         meta.last_revision += skip;

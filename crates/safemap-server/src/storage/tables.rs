@@ -12,6 +12,11 @@ pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("plans");
+/// Index of the audit rows of each delete plan: (plan id, audit id) → ().
+/// Invariant: it has a row exactly for each `audit` row whose record carries
+/// a `plan_id` (written, pruned and, for a format-4 file, built at start in
+/// the same transactions), so a plan's records are found without a scan.
+pub(crate) const PLAN_AUDIT: TableDefinition<(&str, u64), ()> = TableDefinition::new("plan_audit");
 
 /// A log entry with its lsn and its encoded payload (which is also the row
 /// of the `audit`, `tokens` or `plans` table, so it is encoded once).
@@ -47,10 +52,14 @@ pub(crate) fn fold(
     let mut entries = txn.open_table(ENTRIES)?;
     let mut tokens = txn.open_table(TOKENS)?;
     let mut plans = txn.open_table(PLANS)?;
+    let mut plan_audit = txn.open_table(PLAN_AUDIT)?;
     for l in logged {
         match &l.entry {
             Entry::Record(r) => {
                 audit.insert(r.id, l.payload.as_slice())?;
+                if let Some(plan) = &r.plan_id {
+                    plan_audit.insert((plan.as_str(), r.id), ())?;
+                }
                 match r.op {
                     StoredOp::Put | StoredOp::Restore => {
                         let e = StoredEntry {
@@ -101,4 +110,23 @@ pub(crate) fn write_meta(txn: &WriteTransaction, m: &Meta, clean: bool) -> Resul
     meta.insert("clean_shutdown", u64::from(clean))?;
     meta.insert("format", codec::FORMAT_VERSION)?;
     Ok(())
+}
+
+/// Builds the `plan_audit` index from the `audit` table (a file of format 4
+/// or older has none); returns the rows indexed. Unreadable audit rows are
+/// left for recovery to report.
+pub(crate) fn build_plan_index(txn: &WriteTransaction) -> Result<usize, redb::Error> {
+    let audit = txn.open_table(AUDIT)?;
+    let mut index = txn.open_table(PLAN_AUDIT)?;
+    let mut n = 0;
+    for row in audit.iter()? {
+        let (k, v) = row?;
+        if let Ok(head) = codec::decode::<codec::RecordHead<'_>>(v.value())
+            && let Some(plan) = head.plan_id
+        {
+            index.insert((&*plan, k.value()), ())?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }

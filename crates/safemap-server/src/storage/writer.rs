@@ -129,6 +129,9 @@ impl Writer {
 
     /// Stops both threads, leaving what the checkpoint lacks to the log.
     fn halt(self) {
+        // Said explicitly: the storage handle keeps a sender of its own
+        // (for `Fold::Want`), so the channel does not close here.
+        let _ = self.fold.send(Fold::Halt);
         drop(self.fold);
         let _ = self.checkpointer.join();
     }

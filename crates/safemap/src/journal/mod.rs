@@ -276,6 +276,15 @@ impl<K> Default for AuditQuery<K> {
     }
 }
 
+/// What [`Journal::query_held`] returns.
+#[derive(Debug)]
+pub struct HeldRecords<K, V> {
+    /// The matching records held in memory, oldest first.
+    pub records: Vec<Arc<AuditRecord<K, V>>>,
+    /// The oldest id held when they were read ([`Journal::first_held_id`]).
+    pub first_held: AuditId,
+}
+
 impl<K, V> Journal<K, V> {
     /// Starts configuring a journal.
     pub fn builder() -> JournalBuilder<K, V> {
@@ -352,6 +361,30 @@ impl<K, V> Journal<K, V> {
         id.get() != 0 && id.get() <= self.shared.state.lock().evicted_through_id
     }
 
+    /// The id of the oldest record the journal holds in memory, or
+    /// `last_audit_id + 1` when it holds none: every id below it was evicted
+    /// (or written before the journal started). A caller that keeps records
+    /// elsewhere (a server's storage) reads ids below this there.
+    pub fn first_held_id(&self) -> AuditId {
+        AuditId::new(self.shared.state.lock().first_id())
+    }
+
+    /// As [`Journal::query`], together with [`Journal::first_held_id`] read
+    /// under the same lock: the records returned are exactly the matches
+    /// from `max(query.after + 1, first_held)` on, so a caller that reads the
+    /// ids below `first_held` elsewhere joins the two with no gap and no
+    /// duplicate, even while writers evict.
+    pub fn query_held(&self, query: &AuditQuery<K>) -> HeldRecords<K, V>
+    where
+        K: PartialEq,
+    {
+        let state = self.shared.state.lock();
+        HeldRecords {
+            records: Self::query_locked(&state, query),
+            first_held: AuditId::new(state.first_id()),
+        }
+    }
+
     /// The record with this id, if still held.
     pub fn get(&self, id: AuditId) -> Option<Arc<AuditRecord<K, V>>> {
         let state = self.shared.state.lock();
@@ -365,7 +398,13 @@ impl<K, V> Journal<K, V> {
     where
         K: PartialEq,
     {
-        let state = self.shared.state.lock();
+        Self::query_locked(&self.shared.state.lock(), query)
+    }
+
+    fn query_locked(state: &State<K, V>, query: &AuditQuery<K>) -> Vec<Arc<AuditRecord<K, V>>>
+    where
+        K: PartialEq,
+    {
         let start = match query.after {
             // Saturating: `after` may be any id a client sent, u64::MAX included.
             Some(after) if after.get() >= state.first_id() => {

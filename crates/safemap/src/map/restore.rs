@@ -111,6 +111,56 @@ where
         Ok(self.restore_records(&[record], &reason))
     }
 
+    /// Writes back the value removed by `record`, a delete record this map
+    /// wrote that the caller kept (a server reads records that the journal
+    /// no longer holds in memory back from its storage). It is checked and
+    /// restored exactly as [`SafeMap::restore`] does with a record the journal
+    /// holds: only if the key is still absent, as a new revision, audited.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use safemap::{Reason, SafeMap};
+    /// let map = SafeMap::builder().name("orders").build();
+    /// let _ = map.insert("o-1", 7);
+    /// let removed = map.remove("o-1", Reason::new("oops")).unwrap();
+    /// // A copy of the record, as a storage would give it back.
+    /// let journal = map.journal().unwrap();
+    /// let record = (*journal.get(removed.audit_id().unwrap()).unwrap()).clone();
+    /// let report = map.restore_record(record, Reason::new("undo")).unwrap();
+    /// assert_eq!(report.restored.len(), 1);
+    /// assert_eq!(map.get("o-1").map(|e| *e.value()), Some(7));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError::NotFound`] (a record of another map),
+    /// [`RestoreError::NotADelete`], [`RestoreError::RetentionExpired`] (older
+    /// than this map's retention), [`RestoreError::JournalDisabled`], and the
+    /// reason errors.
+    pub fn restore_record(
+        &self,
+        mut record: AuditRecord<K, V>,
+        reason: impl Into<Reason>,
+    ) -> Result<RestoreReport<K>, RestoreError> {
+        let reason = reason.into();
+        reason.check_for_removal()?;
+        self.journal().ok_or(RestoreError::JournalDisabled)?;
+        // Maps are told apart by name here: the caller's record carries its
+        // own copy of the name, not the journal's shared one.
+        if *record.map != *self.name {
+            return Err(RestoreError::NotFound);
+        }
+        record.map = Arc::clone(&self.name);
+        if record.op != Op::Delete {
+            return Err(RestoreError::NotADelete);
+        }
+        if !self.within_retention(&record) {
+            return Err(RestoreError::RetentionExpired);
+        }
+        Ok(self.restore_records(&[Arc::new(record)], &reason))
+    }
+
     /// Restores every removal of an executed plan (see [`SafeMap::restore`]).
     /// For a cascading plan, every map's keys come back, parents before
     /// children, each checked against the references as it is written (a key
@@ -132,12 +182,52 @@ where
         V: Send + Sync,
         S: Send + Sync,
     {
+        self.restore_plan_with(plan, Vec::new(), reason)
+    }
+
+    /// As [`SafeMap::restore_plan`], with `older`: records of the plan that
+    /// the journal no longer holds in memory, which the caller kept (a server
+    /// reads them back from its storage). Of `older`, only records of `plan`
+    /// with ids below [`Journal::first_held_id`](crate::Journal::first_held_id)
+    /// are used (the journal's own records win), so a caller may pass
+    /// whatever it read without deduplicating; the plan is then restored
+    /// exactly as if the journal held every record.
+    ///
+    /// # Errors
+    ///
+    /// As [`SafeMap::restore_plan`].
+    pub fn restore_plan_with(
+        &self,
+        plan: PlanId,
+        older: Vec<AuditRecord<K, V>>,
+        reason: impl Into<Reason>,
+    ) -> Result<RestoreReport<K>, RestoreError>
+    where
+        K: Send + Sync,
+        V: Send + Sync,
+        S: Send + Sync,
+    {
         let reason = reason.into();
         reason.check_for_removal()?;
         let journal = self.journal().ok_or(RestoreError::JournalDisabled)?;
-        let all: Vec<_> = journal
-            .for_plan(plan)
+        let held = journal.query_held(&crate::AuditQuery {
+            plan_id: Some(plan),
+            ..crate::AuditQuery::default()
+        });
+        let mut older: Vec<_> = older
             .into_iter()
+            .filter(|r| r.plan_id == Some(plan) && r.id < held.first_held)
+            .map(|mut r| {
+                // One shared name per map, as the journal's own records carry.
+                r.map = journal.attach(&r.map, true);
+                Arc::new(r)
+            })
+            .collect();
+        older.sort_by_key(|r| r.id);
+        older.dedup_by_key(|r| r.id);
+        let all: Vec<_> = older
+            .into_iter()
+            .chain(held.records)
             .filter(|r| r.op == Op::Delete)
             .collect();
         // A cascading plan removes each root last in its subtree: its newest
