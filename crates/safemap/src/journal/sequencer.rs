@@ -1,11 +1,23 @@
 //! The sequencer: where a write claims its revision and appends its record, and
 //! where the published revision moves once writes are visible.
 //!
-//! A write holds the journal's state lock twice, each time for a few
-//! instructions: once to claim (and append), once to report itself published.
-//! Everything else a write does (finding the entry, checking its condition and
-//! the guards, building its record, publishing in the table) happens outside,
-//! under its key's lock only, so writes to different keys run in parallel.
+//! A write holds the journal's state lock once, for a few instructions: to
+//! claim its revision (and append its record). Everything else a write does
+//! (finding the entry, checking its condition and the guards, publishing in
+//! the table) happens outside, under its key's lock only, so writes to
+//! different keys run in parallel.
+//!
+//! The published revision is a contiguous watermark (the LMAX disruptor's
+//! sequence barrier): the write of revision r, once its table change is made,
+//! waits until the published revision is r - 1, then stores r. Writes finish
+//! in the order they claimed, so the watermark never passes a write in flight
+//! and needs no lock; a write whose predecessor is still in flight spins for a
+//! moment and then sleeps on the journal's condition variable (it counts
+//! itself in `waiters`, so that the write it waits for wakes it). A previous
+//! version took the state lock a second time to mark itself published in a
+//! queue of flags and always slept on the condition variable when out of
+//! order: on two threads that was ~11 000 futex calls and 10 000 context
+//! switches per million writes (`examples/write_mix`, `perf stat`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -92,7 +104,6 @@ impl<K, V> Journal<K, V> {
             state = shared.changed.wait(state);
         }
         state.last_revision += 1;
-        state.in_flight.push_back(false);
         let revision = Revision::new(state.last_revision);
         let draft = match record {
             Record::Always(draft) => Some(draft),
@@ -132,13 +143,22 @@ impl<K, V> Journal<K, V> {
             state = shared.changed.wait(state);
         }
         state.draining = true;
-        while !state.in_flight.is_empty() {
+        // Counted before looking (SeqCst, as in `Shared::complete`), so that
+        // the last write in flight either is seen published or wakes us.
+        shared.waiters.fetch_add(1, Ordering::SeqCst);
+        while shared.published.load(Ordering::SeqCst) < state.last_revision {
             state = shared.changed.wait(state);
         }
+        shared.waiters.fetch_sub(1, Ordering::SeqCst);
         let result = f(&mut state);
         state.draining = false;
-        // Release: pairs with the Acquire in `current_revision`.
-        shared.published.store(state.published, Ordering::Release);
+        // No write is in flight and none can claim (draining, and we hold the
+        // lock): `f` may have moved the counter (recovery), and the published
+        // revision follows it. Release: pairs with the Acquire in
+        // `current_revision`.
+        shared
+            .published
+            .store(state.last_revision, Ordering::Release);
         drop(state);
         shared.changed.notify_all();
         result
@@ -148,7 +168,6 @@ impl<K, V> Journal<K, V> {
     pub(crate) fn observe_revision(&self, revision: Revision) {
         self.with_quiesced_state(|state| {
             state.last_revision = state.last_revision.max(revision.get());
-            state.published = state.last_revision;
         });
     }
 }
@@ -188,31 +207,63 @@ impl<K, V> Shared<K, V> {
         id
     }
 
-    /// Marks `revision` published and moves the published revision over every
-    /// contiguous published one, waking watchers when it moves; then waits
-    /// until the published revision covers `revision`.
+    /// Moves the published revision from `revision - 1` to `revision`
+    /// (the caller's write is visible in its table), first waiting for every
+    /// earlier write to have done the same, and wakes whoever waits for it.
+    /// So when a write returns, `current_revision` is at least its revision
+    /// (read-your-writes on the counter). Only writers and quiescers wait
+    /// here, and a write waits only for writes claimed before it, which
+    /// never wait for it.
     fn complete(&self, revision: u64) {
-        let mut state = self.state.lock();
-        let index = (revision - state.published - 1) as usize;
-        state.in_flight[index] = true;
-        let before = state.published;
-        while state.in_flight.front() == Some(&true) {
-            state.in_flight.pop_front();
-            state.published += 1;
-        }
-        if state.published != before {
-            // Release: pairs with the Acquire in `current_revision`; every
-            // write up to `published` made its table change before reporting
-            // itself (each under this lock, which orders them before us).
-            self.published.store(state.published, Ordering::Release);
-            self.changed.notify_all();
-            // Only watchers listen; a map nobody watches skips the wake-up.
-            if state.watchers > 0 {
-                self.published_event.notify(usize::MAX);
+        let previous = revision - 1;
+        if !self.reached_soon(previous) {
+            let mut state = self.state.lock();
+            // SeqCst (the count, then the look): with the SeqCst store and
+            // load in the write we wait for, either it sees us counted and
+            // notifies under the lock, or we see its revision published.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            while self.published.load(Ordering::SeqCst) < previous {
+                state = self.changed.wait(state);
             }
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
-        while state.published < revision {
-            state = self.changed.wait(state);
+        // Release would do for readers (pairs with the Acquire in
+        // `current_revision`; our table change and, through the Acquire
+        // load that saw `previous`, every earlier one come before it).
+        // SeqCst for the two store-then-load pairs: with `waiters` (a
+        // write or quiescer counts itself, then looks) and with `watching`
+        // (a watcher registers, then looks).
+        self.published.store(revision, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            // Under the lock, so that a waiter between its look and its
+            // sleep cannot miss the notification.
+            let _state = self.state.lock();
+            self.changed.notify_all();
+        }
+        // Only watchers listen; a map nobody watches skips the wake-up.
+        if self.watching.load(Ordering::SeqCst) > 0 {
+            self.published_event.notify(usize::MAX);
         }
     }
+
+    /// Whether the published revision reaches `revision` within a short spin
+    /// (the write before ours is normally a table operation away from
+    /// publishing). Under the model checker it looks once, so that the
+    /// sleeping path is what it explores.
+    fn reached_soon(&self, revision: u64) -> bool {
+        let spins = if cfg!(feature = "shuttle") { 0 } else { SPINS };
+        for _ in 0..spins {
+            // Acquire: the writes up to `revision` are visible after it.
+            if self.published.load(Ordering::Acquire) >= revision {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        self.published.load(Ordering::Acquire) >= revision
+    }
 }
+
+/// How many times a write looks for its predecessor's publication before
+/// sleeping: about a microsecond of `pause`s, several times a table
+/// operation, far below a time slice.
+const SPINS: u32 = 128;
