@@ -84,10 +84,11 @@ impl<K, V> Claim<'_, K, V> {
 }
 
 impl<K, V> Drop for Claim<'_, K, V> {
-    /// Reports the write published, then waits until every earlier write is
-    /// too, so that when a write returns, `current_revision` is at least its
-    /// revision (read-your-writes on the counter). Only writers wait here, and
-    /// only for writes claimed before, which never wait for this one.
+    /// Waits until every earlier write is published, then reports this one
+    /// published (see `Shared::complete`), so that when a write returns,
+    /// `current_revision` is at least its revision (read-your-writes on the
+    /// counter). Only writers wait here, and only for writes claimed before,
+    /// which never wait for this one.
     fn drop(&mut self) {
         self.shared.complete(self.revision.get());
     }
