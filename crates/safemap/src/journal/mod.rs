@@ -115,6 +115,10 @@ struct State<K, V> {
     evicted_through_revision: u64,
     /// The highest revision of a put that was not recorded (0 when none).
     unrecorded_through: u64,
+    /// Revisions whose writes are visible in their tables but asleep waiting
+    /// for an earlier write; published by `Shared::help` (a handful at most:
+    /// one per sleeping writer).
+    done: Vec<u64>,
     /// Registered watchers; while there is one, every put is recorded.
     watchers: usize,
     /// The name of each explicitly named map (and of each map in loaded
@@ -237,6 +241,7 @@ impl<K, V> JournalBuilder<K, V> {
                     evicted_through_id: self.last_id.get(),
                     evicted_through_revision: self.last_revision.get(),
                     unrecorded_through: 0,
+                    done: Vec::new(),
                     watchers: 0,
                     names: HashMap::new(),
                 }),

@@ -221,10 +221,23 @@ impl<K, V> Shared<K, V> {
             let mut state = self.state.lock();
             // SeqCst (the count, then the look): with the SeqCst store and
             // load in the write we wait for, either it sees us counted and
-            // notifies under the lock, or we see its revision published.
+            // takes the lock (where it finds us in `done`), or we see its
+            // revision published.
             self.waiters.fetch_add(1, Ordering::SeqCst);
-            while self.published.load(Ordering::SeqCst) < previous {
-                state = self.changed.wait(state);
+            if self.published.load(Ordering::SeqCst) < previous {
+                // Asleep, we leave our revision to be published by whoever
+                // publishes the one before it (`help`): so the write we wait
+                // for never waits for our wake-up in turn. (Without this, two
+                // writers fell into a convoy in which each write slept:
+                // 733 049 futex calls for 2M writes, against 19 808 before
+                // the lock-free watermark.) The lock orders our table change
+                // before the helper's store of our revision.
+                state.done.push(revision);
+                while self.published.load(Ordering::SeqCst) < revision {
+                    state = self.changed.wait(state);
+                }
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                return;
             }
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
@@ -236,15 +249,33 @@ impl<K, V> Shared<K, V> {
         // (a watcher registers, then looks).
         self.published.store(revision, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            // Under the lock, so that a waiter between its look and its
-            // sleep cannot miss the notification.
-            let _state = self.state.lock();
-            self.changed.notify_all();
+            self.help();
         }
         // Only watchers listen; a map nobody watches skips the wake-up.
         if self.watching.load(Ordering::SeqCst) > 0 {
             self.published_event.notify(usize::MAX);
         }
+    }
+
+    /// Publishes, in order, the revisions of sleeping writes that follow the
+    /// published revision (their table changes are made: they pushed
+    /// themselves into `done` under the lock we now hold), then wakes every
+    /// sleeper. Under the lock, so that a sleeper between its look and its
+    /// sleep cannot miss the notification.
+    ///
+    /// Only this function stores a revision found in `done`, and the owner
+    /// of a revision not in `done` stores it only once the published
+    /// revision is its predecessor: no two threads store the same revision.
+    fn help(&self) {
+        let mut state = self.state.lock();
+        let mut published = self.published.load(Ordering::SeqCst);
+        while let Some(index) = state.done.iter().position(|&r| r == published + 1) {
+            state.done.swap_remove(index);
+            published += 1;
+            // SeqCst as in `complete` (a watcher's register-then-look).
+            self.published.store(published, Ordering::SeqCst);
+        }
+        self.changed.notify_all();
     }
 
     /// Whether the published revision reaches `revision` within a short spin
