@@ -144,3 +144,37 @@ fn a_watcher_gets_every_event_once_in_order_and_only_once_visible() {
         }
     });
 }
+
+/// Several writes asleep at once on the watermark (revision 3 waiting for 2,
+/// which waits for 1) and a quiescer asleep beside them: each is woken, the
+/// watermark passes every revision in order, and nothing is left asleep
+/// (shuttle reports a deadlock if a notification is lost).
+#[test]
+fn writes_and_a_quiescer_asleep_on_the_watermark_are_all_woken() {
+    const WRITERS: u32 = 3;
+    exhaustive_when_long(3000, || {
+        let map: Arc<Map> = Arc::new(SafeMap::builder().hasher(Fixed::default()).build());
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|t| {
+                let map = Arc::clone(&map);
+                thread::spawn(move || {
+                    let written = map.insert(t, t).unwrap();
+                    assert!(
+                        map.current_revision() >= written.revision(),
+                        "a returned write is not covered by current_revision"
+                    );
+                })
+            })
+            .collect();
+        let snapshot = map.snapshot();
+        assert_eq!(
+            snapshot.len() as u64,
+            snapshot.revision().get(),
+            "a snapshot at revision r holds exactly the r keys created by then"
+        );
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(map.current_revision(), Revision::new(u64::from(WRITERS)));
+    });
+}

@@ -30,7 +30,7 @@ mod sink;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use event_listener::{Event, EventListener};
@@ -65,9 +65,19 @@ impl<K, V> Clone for Journal<K, V> {
 
 struct Shared<K, V> {
     state: Mutex<State<K, V>>,
-    /// Notified (with `state` locked) when the published revision moves or
-    /// draining ends: what waiting writers and quiescers sleep on.
+    /// Notified (with `state` locked) when draining ends, and when the
+    /// published revision moves while `waiters` is not zero: what claims
+    /// held back by a quiescer, writes waiting for an earlier one, and
+    /// quiescers sleep on.
     changed: Condvar,
+    /// Threads asleep on `changed` waiting for the published revision to
+    /// move (writes whose predecessor is slow, quiescers). A write that moves
+    /// the published revision takes `state` to notify them only when this is
+    /// not zero.
+    waiters: AtomicUsize,
+    /// `State::watchers`, readable without the lock: a write wakes watchers
+    /// (`published_event`) only when this is not zero.
+    watching: AtomicUsize,
     /// Whether records are kept; when false the journal only counts revisions.
     recording: bool,
     /// Whether puts are recorded even with no watcher (a sink implies it).
@@ -79,22 +89,19 @@ struct Shared<K, V> {
     published_event: Event,
     /// The maps of this journal by name, and the references lock (see `refs`).
     refs: crate::refs::Registry<K, V>,
-    /// `State::published`, stored (Release) by the write that moves it, after
-    /// its own and every earlier write's table change; loaded with Acquire by
-    /// `current_revision`, so a reader that sees revision r also sees every
-    /// write up to r in the tables.
+    /// The published revision: every revision up to it is published (its
+    /// write visible in its table). Moved by one only, by the write of the
+    /// next revision once its table change is made and the published
+    /// revision has reached its predecessor (the disruptor's contiguous
+    /// watermark; see `sequencer`), or by a quiescer with no write in flight.
+    /// Loaded with Acquire by `current_revision`, so a reader that sees
+    /// revision r also sees every write up to r in the tables.
     published: AtomicU64,
 }
 
 struct State<K, V> {
     /// The last revision claimed.
     last_revision: u64,
-    /// Every revision up to this one is published (its write visible).
-    published: u64,
-    /// One flag per revision in `published + 1 ..= last_revision`: whether its
-    /// write is published. Invariant: the front flag is false (else `published`
-    /// would have moved past it).
-    in_flight: VecDeque<bool>,
     /// Set while a [`Journal::quiesced`] call waits for in-flight writes: no
     /// revision is claimed meanwhile.
     draining: bool,
@@ -108,6 +115,10 @@ struct State<K, V> {
     evicted_through_revision: u64,
     /// The highest revision of a put that was not recorded (0 when none).
     unrecorded_through: u64,
+    /// Revisions whose writes are visible in their tables but asleep waiting
+    /// for an earlier write; published by `Shared::help` (a handful at most:
+    /// one per sleeping writer).
+    done: Vec<u64>,
     /// Registered watchers; while there is one, every put is recorded.
     watchers: usize,
     /// The name of each explicitly named map (and of each map in loaded
@@ -221,8 +232,6 @@ impl<K, V> JournalBuilder<K, V> {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     last_revision: self.last_revision.get(),
-                    published: self.last_revision.get(),
-                    in_flight: VecDeque::new(),
                     draining: false,
                     last_id: self.last_id.get(),
                     records: VecDeque::new(),
@@ -232,10 +241,13 @@ impl<K, V> JournalBuilder<K, V> {
                     evicted_through_id: self.last_id.get(),
                     evicted_through_revision: self.last_revision.get(),
                     unrecorded_through: 0,
+                    done: Vec::new(),
                     watchers: 0,
                     names: HashMap::new(),
                 }),
                 changed: Condvar::new(),
+                waiters: AtomicUsize::new(0),
+                watching: AtomicUsize::new(0),
                 recording: self.recording,
                 record_puts,
                 retention: self.retention,
@@ -510,7 +522,6 @@ impl<K, V> Journal<K, V> {
                 loaded += 1;
             }
             state.evict(shared.capacity, shared.retention, SystemTime::now());
-            state.published = state.last_revision;
             loaded
         })
     }
@@ -539,6 +550,10 @@ impl<K, V> Journal<K, V> {
             }
         };
         state.watchers += 1;
+        // SeqCst: pairs with the SeqCst store of the published revision and
+        // load of `watching` in `Shared::complete` (a write either sees this
+        // watcher and wakes it, or published before it looks).
+        self.shared.watching.store(state.watchers, Ordering::SeqCst);
         Ok(start)
     }
 
@@ -546,6 +561,8 @@ impl<K, V> Journal<K, V> {
     pub(crate) fn unregister_watcher(&self) {
         let mut state = self.shared.state.lock();
         state.watchers = state.watchers.saturating_sub(1);
+        // Relaxed would do (a spurious wake-up is harmless); SeqCst as above.
+        self.shared.watching.store(state.watchers, Ordering::SeqCst);
     }
 
     /// The first held, published record of `map` at or after id `next_id`
@@ -559,13 +576,16 @@ impl<K, V> Journal<K, V> {
         min_revision: Revision,
     ) -> Result<NextRecord<K, V>, Revision> {
         let state = self.shared.state.lock();
+        // Acquire: the records up to it are appended (under this lock) and
+        // their writes visible.
+        let published = self.shared.published.load(Ordering::Acquire);
         if next_id < state.first_id() {
             return Err(Revision::new(state.evicted_through_revision + 1));
         }
         let mut id = next_id;
         while let Some(index) = state.index_of(id) {
             let record = &state.records[index];
-            if record.revision.get() > state.published {
+            if record.revision.get() > published {
                 break;
             }
             id += 1;
