@@ -23,6 +23,7 @@
 //! cert = "/etc/safemap/etcd-client.pem"  # client certificate (etcd --client-cert-auth), with key
 //! key = "/etc/safemap/etcd-client-key.pem"
 //! user = "safemap"                 # etcd user; its password only from SAFEMAP_ETCD_PASSWORD
+//! max_txn_ops = 128                # etcd's --max-txn-ops (32..=1028): a delete plan holds this - 28 keys
 //!
 //! [maps.orders]
 //! retention = "7d"
@@ -56,6 +57,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::etcd_access::EtcdAccess;
+use crate::etcd_limits::TxnLimits;
 use crate::names::is_valid_name;
 
 /// Default retention of deleted values (7 days).
@@ -184,6 +186,9 @@ pub enum StoreConfig {
         prefix: String,
         /// TLS files and etcd user (checked at start by [`EtcdAccess::check`]).
         access: EtcdAccess,
+        /// etcd's `--max-txn-ops` as the operator declared it, and the
+        /// limits of plans and refreshes derived from it.
+        limits: TxnLimits,
     },
 }
 
@@ -213,6 +218,7 @@ impl StoreConfig {
             endpoints,
             prefix,
             access: EtcdAccess::default(),
+            limits: TxnLimits::default(),
         })
     }
 }
@@ -478,11 +484,12 @@ impl Config {
                         .map(Spanned::span)
                         .or(strings.iter().find_map(|f| f.as_ref().map(Spanned::span)))
                         .or(st.password.as_ref().map(Spanned::span))
+                        .or(st.max_txn_ops.as_ref().map(Spanned::span))
                     {
                         return Err(err(
                             e,
                             "store".into(),
-                            "endpoints, prefix, ca, cert, key and user apply only to kind = \"etcd\"".into(),
+                            "endpoints, prefix, ca, cert, key, user and max_txn_ops apply only to kind = \"etcd\"".into(),
                         ));
                     }
                     StoreConfig::Local
@@ -508,6 +515,18 @@ impl Config {
                             ),
                         ));
                     }
+                    let limits = match &st.max_txn_ops {
+                        None => TxnLimits::default(),
+                        Some(n) => match n.get_ref() {
+                            toml::Value::Integer(i) => TxnLimits::new(*i),
+                            other => Err(format!(
+                                "max_txn_ops must be an integer between {} and {} (etcd's --max-txn-ops), got {other}",
+                                crate::etcd_limits::MIN_MAX_TXN_OPS,
+                                crate::etcd_limits::MAX_MAX_TXN_OPS
+                            )),
+                        }
+                        .map_err(|m| err(n.span(), "store.max_txn_ops".into(), m))?,
+                    };
                     let access = EtcdAccess {
                         ca: st.ca.map(|p| PathBuf::from(p.into_inner())),
                         cert: st.cert.map(|p| PathBuf::from(p.into_inner())),
@@ -527,6 +546,7 @@ impl Config {
                             endpoints,
                             prefix,
                             access,
+                            limits,
                         },
                         StoreConfig::Local => StoreConfig::Local,
                     }
@@ -641,6 +661,8 @@ struct RawStore {
     user: Option<Spanned<String>>,
     /// Refused with a message: the password comes from the environment only.
     password: Option<Spanned<toml::Value>>,
+    /// Checked by hand, so that a wrong type names the field and the range.
+    max_txn_ops: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -717,6 +739,31 @@ equals = "archived"
     }
 
     #[test]
+    fn max_txn_ops_is_checked_and_sets_the_limits() {
+        let etcd = "[store]\nkind = \"etcd\"\nendpoints = [\"http://e:2379\"]\n";
+        let limits = |c: Config| match c.store {
+            StoreConfig::Etcd { limits, .. } => limits,
+            StoreConfig::Local => panic!("etcd store expected"),
+        };
+        assert_eq!(limits(parse(etcd).unwrap()), TxnLimits::default());
+        let l = limits(parse(&format!("{etcd}max_txn_ops = 512\n")).unwrap());
+        assert_eq!((l.max_txn_ops(), l.plan_keys()), (512, 484));
+        for bad in ["31", "0", "-5", "1029", "100000000000"] {
+            let e = parse(&format!("{etcd}max_txn_ops = {bad}\n")).unwrap_err();
+            assert_eq!((e.field.as_str(), e.line), ("store.max_txn_ops", 4), "{e}");
+            assert!(e.message.contains("between 32 and 1028"), "{e}");
+            assert!(e.message.contains("--max-txn-ops"), "{e}");
+        }
+        for bad in ["\"512\"", "512.0", "true"] {
+            let e = parse(&format!("{etcd}max_txn_ops = {bad}\n")).unwrap_err();
+            assert_eq!((e.field.as_str(), e.line), ("store.max_txn_ops", 4), "{e}");
+            assert!(e.message.contains("integer between 32 and 1028"), "{e}");
+        }
+        let e = parse("[store]\nmax_txn_ops = 512\n").unwrap_err();
+        assert!(e.message.contains("only to kind"), "{e}");
+    }
+
+    #[test]
     fn store_section_is_checked() {
         assert_eq!(parse("").unwrap().store, StoreConfig::Local);
         let c =
@@ -727,6 +774,7 @@ equals = "archived"
                 endpoints: vec!["http://127.0.0.1:2379".into()],
                 prefix: DEFAULT_ETCD_PREFIX.into(),
                 access: EtcdAccess::default(),
+                limits: TxnLimits::default(),
             }
         );
         let e = parse("[store]\nkind = \"etcd\"\nendpoints = [\"http://a:1\"]\nprefix = \"/x\"\n")

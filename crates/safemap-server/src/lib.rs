@@ -28,6 +28,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod etcd_access;
+pub mod etcd_limits;
 pub mod extract;
 pub mod library_errors;
 pub mod limits;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use safemap_server::cli::{ClientCmd, Conn};
 use safemap_server::config::{Config, StoreConfig};
 use safemap_server::etcd_access::{EtcdAccess, PASSWORD_ENV, Secret};
+use safemap_server::etcd_limits::TxnLimits;
 use safemap_server::{ServeOptions, run};
 use tracing_subscriber::EnvFilter;
 
@@ -31,8 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the server.
-    Serve(ServeArgs),
+    /// Run the server (boxed: its flags outweigh the client commands).
+    Serve(Box<ServeArgs>),
     #[command(flatten)]
     Client(ClientCmd),
 }
@@ -79,6 +80,10 @@ struct ServeArgs {
     /// SAFEMAP_ETCD_PASSWORD (never from a flag or the config file).
     #[arg(long, env = "SAFEMAP_ETCD_USER")]
     etcd_user: Option<String>,
+    /// etcd's --max-txn-ops (default 128; 32 to 1028): a delete plan holds
+    /// this minus 28 keys. Overrides `[store] max_txn_ops`.
+    #[arg(long, env = "SAFEMAP_ETCD_MAX_TXN_OPS", allow_negative_numbers = true)]
+    etcd_max_txn_ops: Option<i64>,
     /// PEM certificate chain: serve HTTPS (with --tls-key; overrides the config file).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -201,7 +206,7 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Serve(args) => match init_tracing(args.log_format, args.otlp_endpoint.as_deref()) {
             Ok(telemetry) => {
-                let code = rt.block_on(serve(args));
+                let code = rt.block_on(serve(*args));
                 drop(rt);
                 telemetry.shutdown();
                 code
@@ -228,9 +233,9 @@ fn store_of(
         || args.etcd_ca.is_some()
         || args.etcd_cert.is_some()
         || args.etcd_key.is_some()
-        || args.etcd_user.is_some();
-    const FLAGS: &str =
-        "--etcd-endpoints, --etcd-prefix, --etcd-ca, --etcd-cert, --etcd-key and --etcd-user";
+        || args.etcd_user.is_some()
+        || args.etcd_max_txn_ops.is_some();
+    const FLAGS: &str = "--etcd-endpoints, --etcd-prefix, --etcd-ca, --etcd-cert, --etcd-key, --etcd-user and --etcd-max-txn-ops";
     match (args.store.as_deref(), file) {
         (Some("local"), _) if etcd_flags => {
             return Err(format!("{FLAGS} apply only to --store etcd"));
@@ -244,13 +249,29 @@ fn store_of(
         (None, StoreConfig::Local) => return Ok(StoreConfig::Local),
         _ => {}
     }
-    let (endpoints, prefix, access) = match file {
+    let (endpoints, prefix, access, limits) = match file {
         StoreConfig::Etcd {
             endpoints,
             prefix,
             access,
-        } => (endpoints.clone(), Some(prefix.clone()), access.clone()),
-        StoreConfig::Local => (Vec::new(), None, EtcdAccess::default()),
+            limits,
+        } => (
+            endpoints.clone(),
+            Some(prefix.clone()),
+            access.clone(),
+            *limits,
+        ),
+        StoreConfig::Local => (
+            Vec::new(),
+            None,
+            EtcdAccess::default(),
+            TxnLimits::default(),
+        ),
+    };
+    let limits = match args.etcd_max_txn_ops {
+        Some(n) => TxnLimits::new(n)
+            .map_err(|e| format!("--etcd-max-txn-ops (or SAFEMAP_ETCD_MAX_TXN_OPS): {e}"))?,
+        None => limits,
     };
     let endpoints = if args.etcd_endpoints.is_empty() {
         endpoints
@@ -273,6 +294,7 @@ fn store_of(
                 endpoints,
                 prefix,
                 access,
+                limits,
             })
         }
         StoreConfig::Local => Ok(StoreConfig::Local),

@@ -254,21 +254,9 @@ pub async fn run_with_state(
             .await??,
         ),
         #[cfg(feature = "etcd")]
-        StoreConfig::Etcd {
-            endpoints,
-            prefix,
-            access,
-        } => {
-            let shared = crate::cluster::open_shared(
-                &data_dir,
-                opts.config,
-                loopback,
-                stop_rx,
-                &endpoints,
-                &prefix,
-                &access,
-            )
-            .await?;
+        StoreConfig::Etcd { .. } => {
+            let shared =
+                crate::cluster::open_shared(&data_dir, opts.config, loopback, stop_rx).await?;
             let state = Arc::new(shared);
             if let Some(c) = state.cluster().cloned() {
                 crate::cluster::replica::start(&state, &c).await?;

@@ -165,7 +165,7 @@ fn a_binary_without_the_etcd_feature_refuses_the_etcd_store() {
 fn store_flags_are_checked_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &[
                 "--store",
@@ -186,11 +186,72 @@ fn store_flags_are_checked_before_anything_starts() {
             &["--store", "local", "--etcd-endpoints", "http://127.0.0.1:9"],
             "apply only to --store etcd",
         ),
+        (
+            &[
+                "--store",
+                "etcd",
+                "--etcd-endpoints",
+                "http://127.0.0.1:9",
+                "--etcd-max-txn-ops",
+                "1029",
+            ],
+            "--etcd-max-txn-ops (or SAFEMAP_ETCD_MAX_TXN_OPS): max_txn_ops must be between 32 and 1028",
+        ),
+        (
+            &[
+                "--store",
+                "etcd",
+                "--etcd-endpoints",
+                "http://127.0.0.1:9",
+                "--etcd-max-txn-ops",
+                "lots",
+            ],
+            "invalid value 'lots'",
+        ),
+        (
+            &["--store", "local", "--etcd-max-txn-ops", "512"],
+            "apply only to --store etcd",
+        ),
     ];
     for (args, message) in cases {
         let (code, err) = serve(args, &dir);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(message), "{args:?}: {err}");
     }
+    assert!(!dir.exists(), "nothing is created");
+}
+
+/// `[store] max_txn_ops` out of range stops the start with exit code 2, the
+/// file, line and field named; the flag overrides the file.
+#[test]
+fn a_bad_max_txn_ops_in_the_config_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let cfg = tmp.path().join("safemap.toml");
+    std::fs::write(
+        &cfg,
+        "[store]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:9\"]\nmax_txn_ops = 31\n",
+    )
+    .unwrap();
+    let config = cfg.to_str().unwrap();
+    let (code, err) = serve(&["--config", config], &dir);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("safemap.toml:4:"), "{err}");
+    assert!(err.contains("store.max_txn_ops"), "{err}");
+    assert!(err.contains("between 32 and 1028"), "{err}");
+    assert!(err.contains("got 31"), "{err}");
+    // The environment variable is read as the flag is.
+    let out = Command::new(env!("CARGO_BIN_EXE_safemap"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "etcd"])
+        .args(["--etcd-endpoints", "http://127.0.0.1:9", "--data-dir"])
+        .arg(&dir)
+        .env("SAFEMAP_ETCD_MAX_TXN_OPS", "20")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("SAFEMAP_ETCD_MAX_TXN_OPS"), "{err}");
+    assert!(err.contains("between 32 and 1028"), "{err}");
+    assert!(err.contains("got 20"), "{err}");
     assert!(!dir.exists(), "nothing is created");
 }

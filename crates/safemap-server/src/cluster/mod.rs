@@ -37,6 +37,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 use crate::error::ApiError;
 use crate::etcd_access::EtcdAccess;
+use crate::etcd_limits::TxnLimits;
 use layout::Layout;
 
 /// Longest wait of `X-Min-Revision` (and of a write for its own replica).
@@ -48,28 +49,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A conditional write retries its transaction at most this many times when
 /// the replica's view was stale (each retry uses the state etcd returned).
 pub const MAX_TXN_ATTEMPTS: usize = 8;
-/// Largest transaction the server sends: etcd refuses requests over its
-/// `--max-request-bytes` (1.5 MiB by default), less room for keys and framing.
-pub const MAX_TXN_BYTES: usize = 1_400_000;
+/// Largest transaction the server sends, in bytes (see
+/// [`crate::etcd_limits::MAX_TXN_BYTES`]).
+pub const MAX_TXN_BYTES: usize = crate::etcd_limits::MAX_TXN_BYTES;
 /// Most deletes a map's breaker admits per window in cluster mode (each is a
 /// slot key read by every delete of the map).
 pub const MAX_CLUSTER_BREAKER: usize = 1000;
 /// Audit ids per etcd revision: the record at index `i` of the transaction
 /// committed at revision `R` has id `R * AUDIT_IDS_PER_REVISION + i`. One
 /// transaction writes one record, except a plan's execution (one per deleted
-/// key, at most [`MAX_CLUSTER_PLAN_KEYS`]); so ids are unique and increase in
+/// key, at most [`TxnLimits::plan_keys`], which stays at most
+/// `AUDIT_IDS_PER_REVISION` for every accepted `max_txn_ops`) and a refresh
+/// of a map with references (fewer); so ids are unique and increase in
 /// commit order, and `id / AUDIT_IDS_PER_REVISION` is the write's revision.
-pub const AUDIT_IDS_PER_REVISION: u64 = 1000;
-/// Most keys a delete plan holds in cluster mode (a cascading plan: its whole
-/// tree). Its execution is one etcd transaction with a compare and a delete
-/// per key; etcd's `--max-txn-ops` (128 by default) bounds each list, and the
-/// rest is kept for the plan key, the audit batch and reference compares.
-/// A larger selection is refused at creation (413 `plan_too_large`).
-pub const MAX_CLUSTER_PLAN_KEYS: usize = 100;
-/// etcd's `--max-txn-ops` default: most compares (and most operations) of
-/// one transaction. A plan or a refresh that would need more is refused
-/// before anything is sent (413).
-pub const ETCD_MAX_TXN_OPS: usize = 128;
+pub const AUDIT_IDS_PER_REVISION: u64 = crate::etcd_limits::AUDIT_IDS_PER_REVISION;
 /// Entries read per page of the range read at start.
 pub const RANGE_PAGE: i64 = 1000;
 
@@ -77,6 +70,8 @@ pub const RANGE_PAGE: i64 = 1000;
 pub struct Cluster {
     client: Client,
     layout: Layout,
+    /// Limits of one transaction, from `[store] max_txn_ops`.
+    limits: TxnLimits,
     /// The highest etcd revision the replica has applied (everything at or
     /// below it under the prefix is in the maps). Written only by the replica
     /// task; `send_modify` keeps it monotonic.
@@ -104,6 +99,7 @@ impl Cluster {
         prefix: &str,
         audit_capacity: usize,
         access: &EtcdAccess,
+        limits: TxnLimits,
     ) -> Result<Cluster, String> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
@@ -138,6 +134,7 @@ impl Cluster {
         Ok(Cluster {
             client,
             layout: Layout::new(prefix),
+            limits,
             applied,
             start_revision: AtomicU64::new(u64::MAX),
             loaded: AtomicBool::new(false),
@@ -194,6 +191,11 @@ impl Cluster {
             .take(query.limit)
             .cloned()
             .collect()
+    }
+
+    /// The limits of one transaction.
+    pub fn limits(&self) -> TxnLimits {
+        self.limits
     }
 
     /// The key layout.
@@ -314,6 +316,50 @@ fn connect_error(at: &str, access: &EtcdAccess, e: &etcd_client::Error) -> Strin
     format!("connecting to etcd at {at}: {text}{hint}")
 }
 
+/// The answer to a failed etcd request: 503 `etcd_limit_mismatch` when etcd
+/// refused the transaction for its size (its `--max-txn-ops` or
+/// `--max-request-bytes` is lower than this server assumes: etcd checks that
+/// before anything commits), else 503 `store_unavailable`.
+pub fn request_failed(e: &etcd_client::Error, limits: TxnLimits) -> ApiError {
+    let message = match e {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_lowercase(),
+        other => other.to_string().to_lowercase(),
+    };
+    if message.contains("too many operations in txn request") {
+        tracing::error!(error = %e, max_txn_ops = limits.max_txn_ops(), "etcd refused a transaction: its --max-txn-ops is lower than [store] max_txn_ops");
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "etcd_limit_mismatch",
+            format!(
+                "etcd refused the transaction as too many operations: its --max-txn-ops is lower than this server's max_txn_ops = {n} (from {setting}); nothing was written. The operator must raise etcd's --max-txn-ops on every member to at least {n}, or set max_txn_ops to etcd's value",
+                n = limits.max_txn_ops(),
+                setting = crate::etcd_limits::SETTING,
+            ),
+        )
+        .with_details(serde_json::json!({
+            "setting": "max_txn_ops",
+            "max_txn_ops": limits.max_txn_ops(),
+            "etcd_flag": "--max-txn-ops",
+        }));
+    }
+    if message.contains("request is too large") || message.contains("message larger than max") {
+        tracing::error!(error = %e, "etcd refused a request as too large: its --max-request-bytes is below 1.5 MiB");
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "etcd_limit_mismatch",
+            format!(
+                "etcd refused the request as too large: its --max-request-bytes is lower than the {} bytes this server sends at most (etcd's default is 1.5 MiB); nothing was written. The operator must set etcd's --max-request-bytes to at least 1572864",
+                MAX_TXN_BYTES
+            ),
+        )
+        .with_details(serde_json::json!({
+            "limit": MAX_TXN_BYTES,
+            "etcd_flag": "--max-request-bytes",
+        }));
+    }
+    store_unavailable(e)
+}
+
 /// 503 `store_unavailable`: etcd did not answer (no quorum, no member reachable).
 pub fn store_unavailable(e: &etcd_client::Error) -> ApiError {
     tracing::warn!(error = %e, "etcd request failed");
@@ -342,21 +388,35 @@ pub fn check_config(config: &crate::config::Config) -> Result<(), String> {
 
 /// The shared state of a server in cluster mode: maps (the replica, loaded by
 /// [`replica::start`]), tokens (from etcd) and a journal that holds no records
-/// (audit records live in etcd).
+/// (audit records live in etcd). The etcd endpoints, prefix, access and
+/// transaction limits are those of `config.store`, which must be
+/// [`crate::config::StoreConfig::Etcd`].
 pub async fn open_shared(
     data_dir: &std::path::Path,
     config: crate::config::Config,
     loopback: bool,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    endpoints: &[String],
-    prefix: &str,
-    access: &EtcdAccess,
 ) -> Result<crate::state::Shared, String> {
+    let crate::config::StoreConfig::Etcd {
+        endpoints,
+        prefix,
+        access,
+        limits,
+    } = config.store.clone()
+    else {
+        return Err("cluster mode needs [store] kind = \"etcd\"".into());
+    };
     check_config(&config)?;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
-    let cluster =
-        Cluster::connect(endpoints, prefix, config.server.journal_capacity, access).await?;
+    let cluster = Cluster::connect(
+        &endpoints,
+        &prefix,
+        config.server.journal_capacity,
+        &access,
+        limits,
+    )
+    .await?;
     cluster.check_policies(&config).await?;
     let journal = safemap::Journal::builder()
         .retention(config.max_retention())

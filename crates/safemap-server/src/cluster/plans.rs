@@ -18,9 +18,14 @@
 //! and answer 410 `plan_gone`. A failed compare is judged again on the state
 //! etcd then holds (at most [`super::MAX_TXN_ATTEMPTS`] times).
 //!
-//! Limits: a plan holds at most [`super::MAX_CLUSTER_PLAN_KEYS`] keys and its
-//! execution must fit [`super::MAX_TXN_BYTES`]; both are checked at creation
-//! (413 `plan_too_large`), so a created plan can always be executed.
+//! Limits: a plan holds at most [`crate::etcd_limits::TxnLimits::plan_keys`]
+//! keys (`[store] max_txn_ops` less the room kept for the plan key, the audit
+//! batch, the tombstone and reference compares: the invariant of
+//! [`crate::etcd_limits`]) and its execution must fit
+//! [`super::MAX_TXN_BYTES`]; both are checked at creation (413
+//! `plan_too_large`), so a created plan can always be executed, as long as
+//! etcd's `--max-txn-ops` is at least the setting (else 503
+//! `etcd_limit_mismatch`, nothing deleted).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -36,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::Cluster;
 use super::txn::{Seen, check_size, contended, record};
 use crate::error::ApiError;
+use crate::etcd_limits::TxnLimits;
 use crate::state::{Map, Shared};
 use crate::storage::codec::PLAN_ROW_KEPT_MS;
 use crate::storage::{StoredNode, StoredOp, StoredPlan, StoredRecord, now_ms};
@@ -151,16 +157,36 @@ fn planned_nodes(p: &StoredPlan) -> Vec<TreeNode<String>> {
         .collect()
 }
 
-/// 413 `plan_too_large`: the plan would not fit one etcd transaction.
-fn too_large(what: &str, limit: usize, size: usize) -> ApiError {
+/// 413 `plan_too_large`: the plan would not fit one etcd transaction. Keys
+/// and compares name the setting that raises them (etcd's `--max-txn-ops`
+/// and `[store] max_txn_ops`); bytes name etcd's fixed request size.
+fn too_large(what: &str, limit: usize, size: usize, limits: TxnLimits) -> ApiError {
+    let (raise, details) = if what == "bytes" {
+        (
+            "the byte limit is fixed below etcd's default --max-request-bytes (1.5 MiB) and is not raised by max_txn_ops".to_string(),
+            serde_json::json!({"limit": limit, "size": size, "unit": what, "etcd_flag": "--max-request-bytes"}),
+        )
+    } else {
+        (
+            limits.raise_hint(),
+            serde_json::json!({
+                "limit": limit,
+                "size": size,
+                "unit": what,
+                "setting": "max_txn_ops",
+                "max_txn_ops": limits.max_txn_ops(),
+                "etcd_flag": "--max-txn-ops",
+            }),
+        )
+    };
     ApiError::new(
         axum::http::StatusCode::PAYLOAD_TOO_LARGE,
         "plan_too_large",
         format!(
-            "in cluster mode a plan executes as one etcd transaction, so it holds at most {limit} {what} (this one: {size}); plan a narrower selection (e.g. by prefix) and execute several plans"
+            "in cluster mode a plan executes as one etcd transaction, so it holds at most {limit} {what} (this one: {size}); plan a narrower selection (e.g. by prefix) and execute several plans; {raise}"
         ),
     )
-    .with_details(serde_json::json!({"limit": limit, "size": size, "unit": what}))
+    .with_details(details)
 }
 
 /// 410 / 404 / 412 of an execution, as the local server answers.
@@ -186,9 +212,9 @@ impl Cluster {
         plan: &Plan<String>,
         creator: &str,
     ) -> Result<(), ApiError> {
-        let limit = super::MAX_CLUSTER_PLAN_KEYS;
+        let limit = self.limits.plan_keys();
         if plan.count() > limit {
-            return Err(too_large("keys", limit, plan.count()));
+            return Err(too_large("keys", limit, plan.count(), self.limits));
         }
         let row = StoredPlan {
             id: plan.id().to_string(),
@@ -220,7 +246,7 @@ impl Cluster {
             bytes = bytes.saturating_add(len + 2 * n.key.len() + RECORD_OVERHEAD);
         }
         if bytes > super::MAX_TXN_BYTES {
-            return Err(too_large("bytes", super::MAX_TXN_BYTES, bytes));
+            return Err(too_large("bytes", super::MAX_TXN_BYTES, bytes, self.limits));
         }
         let key = self.layout.plan(&row.id);
         let value = EtcdPlan {
@@ -345,9 +371,15 @@ impl Cluster {
                 serde_json::to_vec(&tombstone).map_err(|e| ApiError::internal(e.to_string()))?;
             then.push(TxnOp::put(pkey.clone(), tombstone, None));
             check_size(size)?;
-            if when.len() > super::ETCD_MAX_TXN_OPS {
-                // Only with more than 27 maps referring into the plan's maps.
-                return Err(too_large("compares", super::ETCD_MAX_TXN_OPS, when.len()));
+            if when.len() > self.limits.compares() {
+                // Only with more than REFERRING_MAP_COMPARES maps referring
+                // into the plan's maps.
+                return Err(too_large(
+                    "compares",
+                    self.limits.compares(),
+                    when.len(),
+                    self.limits,
+                ));
             }
             let txn = Txn::new().when(when).and_then(then);
             match self.run(txn).await? {
@@ -628,7 +660,8 @@ mod tests {
         assert_eq!(audit_id(u64::MAX, 1), u64::MAX);
     }
 
-    const MAX_INDEX: usize = crate::cluster::MAX_CLUSTER_PLAN_KEYS - 1;
+    const MAX_INDEX: usize =
+        crate::etcd_limits::MAX_MAX_TXN_OPS - crate::etcd_limits::TXN_OPS_RESERVED - 1;
 
     #[test]
     fn a_plain_plans_keys_are_roots_of_its_map() {

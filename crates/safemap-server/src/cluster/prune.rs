@@ -90,8 +90,9 @@ pub async fn prune_once(shared: &Shared, cluster: &Cluster) -> Result<usize, etc
         }
         if !old.is_empty() {
             pruned += old.len();
-            // etcd allows 128 operations per transaction by default.
-            for chunk in old.chunks(100) {
+            // Each transaction holds at most `max_txn_ops` deletes (etcd's
+            // `--max-txn-ops`, as the operator declared it).
+            for chunk in old.chunks(cluster.limits().max_txn_ops()) {
                 client.txn(Txn::new().and_then(chunk.to_vec())).await?;
             }
         }

@@ -144,14 +144,30 @@ pub fn referring_maps(shared: &Shared, maps: &BTreeSet<&str>) -> BTreeSet<String
         .collect()
 }
 
-/// Most entries of a refresh of a map that declares references in cluster
-/// mode: the batch is one transaction (a compare and a put per entry, one
-/// compare per target outside the batch, one audit batch) within etcd's
-/// `--max-txn-ops` (128 by default). More: 413 `refresh_too_large`.
-pub const MAX_CLUSTER_REFERRING_REFRESH: usize = 50;
+/// 413 `refresh_too_large`: `message`, and which settings raise the limit.
+fn refresh_too_large(
+    message: String,
+    limit: usize,
+    size: usize,
+    limits: crate::etcd_limits::TxnLimits,
+) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "refresh_too_large",
+        format!("{message}; {}", limits.raise_hint()),
+    )
+    .with_details(serde_json::json!({
+        "limit": limit,
+        "size": size,
+        "setting": "max_txn_ops",
+        "max_txn_ops": limits.max_txn_ops(),
+        "etcd_flag": "--max-txn-ops",
+    }))
+}
 
 impl Cluster {
-    /// A refresh of `map`, which declares references, as ONE transaction
+    /// A refresh of `map`, which declares references (at most
+    /// [`crate::etcd_limits::TxnLimits::referring_refresh`] entries), as ONE transaction
     /// (references.md: entries of the batch count as present for each
     /// other, and one missing target refuses the whole batch, nothing
     /// applied). Every entry gets the transaction's revision; the records are
@@ -164,16 +180,17 @@ impl Cluster {
         reason: &safemap::Reason,
     ) -> Result<Vec<(String, safemap::Revision)>, ApiError> {
         use etcd_client::{Txn, TxnOp};
-        if entries.len() > MAX_CLUSTER_REFERRING_REFRESH {
-            return Err(ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "refresh_too_large",
+        let limit = self.limits.referring_refresh();
+        if entries.len() > limit {
+            return Err(refresh_too_large(
                 format!(
-                    "in cluster mode a refresh of a map that declares references is one etcd transaction of at most {MAX_CLUSTER_REFERRING_REFRESH} entries (got {}); split it",
+                    "in cluster mode a refresh of a map that declares references is one etcd transaction of at most {limit} entries (got {}); split it",
                     entries.len()
                 ),
-            )
-            .with_details(serde_json::json!({"limit": MAX_CLUSTER_REFERRING_REFRESH, "size": entries.len()})));
+                limit,
+                entries.len(),
+                self.limits,
+            ));
         }
         let replica = shared.map_or_create(map)?;
         let in_batch: BTreeSet<&str> = entries.keys().map(String::as_str).collect();
@@ -219,17 +236,17 @@ impl Cluster {
                     Some(value.clone()),
                 ));
             }
-            if when.len() > super::ETCD_MAX_TXN_OPS {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "refresh_too_large",
+            if when.len() > self.limits.compares() {
+                return Err(refresh_too_large(
                     format!(
                         "this refresh needs {} compares (its entries and their references' targets) in one etcd transaction; etcd allows {} (--max-txn-ops): split it",
                         when.len(),
-                        super::ETCD_MAX_TXN_OPS
+                        self.limits.compares()
                     ),
-                )
-                .with_details(serde_json::json!({"limit": super::ETCD_MAX_TXN_OPS, "size": when.len()})));
+                    self.limits.compares(),
+                    when.len(),
+                    self.limits,
+                ));
             }
             let batch =
                 serde_json::to_vec(&records).map_err(|e| ApiError::internal(e.to_string()))?;

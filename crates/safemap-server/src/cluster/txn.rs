@@ -111,7 +111,10 @@ impl Cluster {
     /// Runs `txn`; Ok(Err(resp)) when its compare failed.
     pub(super) async fn run(&self, txn: Txn) -> Result<Result<u64, TxnResponse>, ApiError> {
         let mut client = self.client();
-        let resp = client.txn(txn).await.map_err(|e| store_unavailable(&e))?;
+        let resp = client
+            .txn(txn)
+            .await
+            .map_err(|e| super::request_failed(&e, self.limits))?;
         if resp.succeeded() {
             let rev = resp.header().map_or(0, |h| h.revision() as u64);
             Ok(Ok(rev))

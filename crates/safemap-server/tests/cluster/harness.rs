@@ -67,12 +67,19 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     members: Vec<Member>,
     token: String,
+    /// More flags of every member (e.g. `--max-txn-ops 512`).
+    args: Vec<String>,
     http: reqwest::Client,
 }
 
 impl Etcd {
     /// Starts 3 members and waits until the cluster is healthy.
     pub async fn start() -> Etcd {
+        Etcd::start_with_args(&[]).await
+    }
+
+    /// As [`Etcd::start`], every member with these more flags.
+    pub async fn start_with_args(args: &[&str]) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let members: Vec<Member> = (0..3)
             .map(|i| Member {
@@ -87,6 +94,7 @@ impl Etcd {
             dir,
             members,
             token,
+            args: args.iter().map(|a| a.to_string()).collect(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -140,6 +148,7 @@ impl Etcd {
             .args(["--initial-cluster-token", &self.token])
             // Fast failover for tests: leader loss is noticed within ~0.5 s.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

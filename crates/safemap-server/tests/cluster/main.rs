@@ -8,6 +8,7 @@ mod harness;
 mod plans;
 mod references;
 mod secure;
+mod txn_limits;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
