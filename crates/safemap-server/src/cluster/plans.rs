@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp};
 use safemap::{
@@ -44,7 +44,7 @@ use crate::error::ApiError;
 use crate::etcd_limits::TxnLimits;
 use crate::state::{Map, Shared};
 use crate::storage::codec::PLAN_ROW_KEPT_MS;
-use crate::storage::{StoredNode, StoredOp, StoredPlan, StoredRecord, now_ms};
+use crate::storage::{StoredOp, StoredPlan, StoredRecord, now_ms};
 
 /// Bytes counted per planned key beyond its value, for the execution's size
 /// (its key twice, in the delete and the record, and the record's fields).
@@ -80,11 +80,6 @@ pub fn decode_audit(value: &[u8]) -> Result<Vec<StoredRecord>, String> {
             .map(|r| vec![r])
             .map_err(|e| e.to_string()),
     }
-}
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Loads a plan put under the prefix into its map's plan book (a replica
@@ -216,28 +211,7 @@ impl Cluster {
         if plan.count() > limit {
             return Err(too_large("keys", limit, plan.count(), self.limits));
         }
-        let row = StoredPlan {
-            id: plan.id().to_string(),
-            map: map.to_string(),
-            keys: plan
-                .keys()
-                .iter()
-                .map(|(k, r)| (k.clone(), r.get()))
-                .collect(),
-            expires_at_ms: ms(plan.expires_at()),
-            executed: false,
-            tree: plan
-                .tree()
-                .iter()
-                .map(|n| StoredNode {
-                    map: n.map.to_string(),
-                    key: n.key.clone(),
-                    revision: n.revision.get(),
-                    parent: n.parent.as_ref().map(|(m, k)| (m.to_string(), k.clone())),
-                    depth: n.depth as u64,
-                })
-                .collect(),
-        };
+        let row = crate::state::pending_row(map, plan);
         // The execution deletes these values and holds each in its record.
         let mut bytes = 0usize;
         for n in planned_nodes(&row) {

@@ -29,6 +29,8 @@ use serde_json::Value;
 
 pub use durable::DurablePoint;
 pub use persist::{from_stored, to_stored};
+#[cfg(feature = "etcd")]
+pub(crate) use plans::pending_row;
 pub use store::{DeleteOutcome, MapWatcher, PutOutcome, Store, cluster_unsupported};
 
 use crate::auth::{self, Role, Tokens};

@@ -23,6 +23,32 @@ fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The stored row of a plan just made (not executed), as both stores keep it.
+pub(crate) fn pending_row(map: &str, plan: &Plan<String>) -> StoredPlan {
+    StoredPlan {
+        id: plan.id().to_string(),
+        map: map.to_string(),
+        keys: plan
+            .keys()
+            .iter()
+            .map(|(k, r)| (k.clone(), r.get()))
+            .collect(),
+        expires_at_ms: ms(plan.expires_at()),
+        executed: false,
+        tree: plan
+            .tree()
+            .iter()
+            .map(|n| StoredNode {
+                map: n.map.to_string(),
+                key: n.key.clone(),
+                revision: n.revision.get(),
+                parent: n.parent.as_ref().map(|(m, k)| (m.to_string(), k.clone())),
+                depth: n.depth as u64,
+            })
+            .collect(),
+    }
+}
+
 impl Shared {
     /// Makes a new plan of `map` durable (503 if storage has failed); in
     /// cluster mode, writes it to etcd (`cluster::plans`).
@@ -38,29 +64,7 @@ impl Shared {
         if let Some(c) = self.cluster() {
             return c.store_plan(self, map, plan, creator).await;
         }
-        let row = StoredPlan {
-            id: plan.id().to_string(),
-            map: map.to_string(),
-            keys: plan
-                .keys()
-                .iter()
-                .map(|(k, r)| (k.clone(), r.get()))
-                .collect(),
-            expires_at_ms: ms(plan.expires_at()),
-            executed: false,
-            tree: plan
-                .tree()
-                .iter()
-                .map(|n| StoredNode {
-                    map: n.map.to_string(),
-                    key: n.key.clone(),
-                    revision: n.revision.get(),
-                    parent: n.parent.as_ref().map(|(m, k)| (m.to_string(), k.clone())),
-                    depth: n.depth as u64,
-                })
-                .collect(),
-        };
-        self.write_plan(row).await
+        self.write_plan(pending_row(map, plan)).await
     }
 
     /// Records durably that `plan` of `map` was executed: after a restart it
