@@ -108,7 +108,7 @@ impl Default for ServerSettings {
             plan_ttl: DEFAULT_PLAN_TTL,
             watch_keepalive: Duration::from_secs(15),
             header_read_timeout: Duration::from_secs(30),
-            journal_capacity: 100_000,
+            journal_capacity: crate::storage::DEFAULT_JOURNAL_CAPACITY,
             storage_cache_bytes: crate::storage::DEFAULT_CACHE_BYTES,
             checkpoint_interval: crate::storage::DEFAULT_CHECKPOINT_INTERVAL,
             tls: None,

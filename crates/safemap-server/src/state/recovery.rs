@@ -2,11 +2,11 @@
 //! the journal's window, delete breakers, delete plans and tokens are rebuilt
 //! from what it read back (STORAGE.md, "Recovery at start").
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use safemap::{AuditId, Journal, JournalSink, Revision};
 use serde_json::Value;
@@ -16,7 +16,7 @@ use super::plans::load_plans;
 use super::{Shared, Store};
 use crate::auth::Tokens;
 use crate::config::Config;
-use crate::storage::{Options as StorageOptions, Recovered, Storage, StorageError, StoredOp};
+use crate::storage::{Bounds, Options as StorageOptions, Recovered, Storage, StorageError};
 
 impl Shared {
     /// Opens storage in `data_dir`, recovers maps, journal, breakers and tokens.
@@ -30,15 +30,20 @@ impl Shared {
         let options = StorageOptions {
             cache_bytes: config.server.storage_cache_bytes,
             checkpoint_interval: config.server.checkpoint_interval,
+            recovery: recovery_bounds(&config),
             ..StorageOptions::default()
         };
         let (storage, rec) = Storage::open_with(data_dir, retention, options)?;
         log_recovery(&rec, &storage);
+        let rows_read = rec.audit_rows_read;
         let Recovered {
             entries,
             records,
             tokens,
             plans,
+            breaker_deletes,
+            executed_plans,
+            audit_maps,
             last_revision,
             last_audit_id,
             skipped_revisions: skip,
@@ -102,19 +107,11 @@ impl Shared {
         };
         let mut map_names: BTreeSet<String> = config.maps.keys().cloned().collect();
         map_names.extend(entries.iter().map(|(m, _, _)| m.clone()));
+        // Invariant: `audit_maps` names every map with a record within
+        // retention, the records loaded here included.
+        map_names.extend(audit_maps);
         map_names.extend(records.iter().map(|r| r.map.clone()));
         map_names.extend(plans.iter().map(|p| p.map.clone()));
-        let executed_plans: HashSet<String> =
-            records.iter().filter_map(|r| r.plan_id.clone()).collect();
-        let mut breaker_seeds: HashMap<String, Vec<SystemTime>> = HashMap::new();
-        for r in &records {
-            if r.op == StoredOp::Delete && r.plan_id.is_none() {
-                breaker_seeds
-                    .entry(r.map.clone())
-                    .or_default()
-                    .push(UNIX_EPOCH + Duration::from_millis(r.at_ms));
-            }
-        }
         let loaded = journal.load(records.into_iter().map(from_stored));
         if journal.current_revision().get() < last_revision {
             tracing::warn!(
@@ -158,9 +155,16 @@ impl Shared {
                     );
                 }
             }
-            for (map, times) in breaker_seeds {
+            // Invariant: storage read each breaker's deletes from the newest
+            // audit rows back to its window's start (at most its
+            // `max_deletes`), whatever the journal holds.
+            for (map, times) in breaker_deletes {
                 if let Some(m) = maps.get(&map) {
-                    m.seed_breaker(times);
+                    m.seed_breaker(
+                        times
+                            .into_iter()
+                            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+                    );
                 }
             }
             let pending_plans = load_plans(&maps, plans, &executed_plans);
@@ -169,11 +173,26 @@ impl Shared {
                 entries = n_entries,
                 pending_plans,
                 audit_records = loaded,
+                audit_rows_read = rows_read,
                 revision = shared.journal.current_revision().get(),
                 "storage recovered"
             );
         }
         Ok(shared)
+    }
+}
+
+/// What storage reads of the audit history at start: the journal's capacity
+/// and each configured map's delete breaker (a map without configuration has
+/// none).
+fn recovery_bounds(config: &Config) -> Bounds {
+    Bounds {
+        journal_capacity: config.server.journal_capacity,
+        breakers: config
+            .maps
+            .iter()
+            .filter_map(|(name, p)| p.breaker.map(|(max, window)| (name.clone(), max, window)))
+            .collect(),
     }
 }
 

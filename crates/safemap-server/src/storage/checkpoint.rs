@@ -15,7 +15,7 @@ use redb::{Database, ReadableTable};
 use tokio::sync::watch;
 
 use super::codec::{self, RecordHead, StoredPlan};
-use super::tables::{self, AUDIT, Logged, Meta, PLAN_AUDIT, PLANS};
+use super::tables::{self, AUDIT, AUDIT_MAPS, Logged, Meta, PLAN_AUDIT, PLANS};
 use super::{Durable, now_ms};
 
 /// Most records held before a fold, whatever the interval.
@@ -139,54 +139,11 @@ impl Checkpointer {
         Ok(())
     }
 
-    /// Removes audit rows older than the retention (ids grow with time, so it
-    /// stops at the first younger row), and plan rows past the time they are
-    /// remembered ([`codec::PLAN_ROW_KEPT_MS`] after they expired or were executed).
+    /// Removes audit rows older than the retention, the `audit_maps` rows
+    /// whose newest record is, and plan rows past the time they are
+    /// remembered (see [`prune_tables`]).
     fn prune(&mut self) {
-        let now = now_ms();
-        let cutoff = now.saturating_sub(self.retention.as_millis() as u64);
-        let result = (|| -> Result<usize, redb::Error> {
-            let txn = self.db.begin_write()?;
-            let mut n = 0;
-            {
-                let mut audit = txn.open_table(AUDIT)?;
-                let mut plan_audit = txn.open_table(PLAN_AUDIT)?;
-                let mut old = Vec::new();
-                for row in audit.iter()? {
-                    let (k, v) = row?;
-                    let (at, plan) = codec::decode::<RecordHead<'_>>(v.value())
-                        .map(|r| (r.at_ms, r.plan_id.map(|p| p.into_owned())))
-                        .unwrap_or((0, None));
-                    if at >= cutoff || old.len() >= 100_000 {
-                        break;
-                    }
-                    old.push((k.value(), plan));
-                }
-                for (id, plan) in old {
-                    audit.remove(id)?;
-                    // The index keeps no row for a pruned record.
-                    if let Some(plan) = plan {
-                        plan_audit.remove((plan.as_str(), id))?;
-                    }
-                    n += 1;
-                }
-                let mut plans = txn.open_table(PLANS)?;
-                let mut forgotten = Vec::new();
-                for row in plans.iter()? {
-                    let (k, v) = row?;
-                    // An unreadable row is left for recovery to report.
-                    if codec::decode::<StoredPlan>(v.value()).is_ok_and(|p| p.forgotten_at(now)) {
-                        forgotten.push(k.value().to_string());
-                    }
-                }
-                for id in forgotten {
-                    plans.remove(id.as_str())?;
-                    n += 1;
-                }
-            }
-            txn.commit()?;
-            Ok(n)
-        })();
+        let result = prune_tables(&self.db, now_ms(), self.retention);
         match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -195,5 +152,151 @@ impl Checkpointer {
             ),
             Err(e) => tracing::warn!(error = %e, "pruning audit records failed"),
         }
+    }
+}
+
+/// Most audit rows one prune pass removes (the rest wait for the next pass,
+/// [`PRUNE_EVERY`] later), so a pass never holds the writer long.
+pub const PRUNE_MAX_ROWS: usize = 100_000;
+
+/// One prune pass, one transaction: removes audit rows older than
+/// `retention` as of `now` (ids grow with time, so it stops at the first
+/// younger row; at most [`PRUNE_MAX_ROWS`]) with their `plan_audit` rows, the
+/// `audit_maps` rows whose newest record is that old, and plan rows past the
+/// time they are remembered ([`codec::PLAN_ROW_KEPT_MS`] after they expired or
+/// were executed). Returns the audit and plan rows removed.
+pub(crate) fn prune_tables(
+    db: &Database,
+    now: u64,
+    retention: Duration,
+) -> Result<usize, redb::Error> {
+    let cutoff = now.saturating_sub(retention.as_millis() as u64);
+    let txn = db.begin_write()?;
+    let mut n = 0;
+    {
+        let mut audit = txn.open_table(AUDIT)?;
+        let mut plan_audit = txn.open_table(PLAN_AUDIT)?;
+        let mut old = Vec::new();
+        for row in audit.iter()? {
+            let (k, v) = row?;
+            let (at, plan) = codec::decode::<RecordHead<'_>>(v.value())
+                .map(|r| (r.at_ms, r.plan_id.map(|p| p.into_owned())))
+                .unwrap_or((0, None));
+            if at >= cutoff || old.len() >= PRUNE_MAX_ROWS {
+                break;
+            }
+            old.push((k.value(), plan));
+        }
+        for (id, plan) in old {
+            audit.remove(id)?;
+            // The index keeps no row for a pruned record.
+            if let Some(plan) = plan {
+                plan_audit.remove((plan.as_str(), id))?;
+            }
+            n += 1;
+        }
+        // A map whose newest record is past retention has no history that
+        // recovery would load (older rows left by the cap are past it too).
+        let mut audit_maps = txn.open_table(AUDIT_MAPS)?;
+        let mut gone = Vec::new();
+        for row in audit_maps.iter()? {
+            let (k, v) = row?;
+            if v.value() < cutoff {
+                gone.push(k.value().to_string());
+            }
+        }
+        for map in gone {
+            audit_maps.remove(map.as_str())?;
+        }
+        let mut plans = txn.open_table(PLANS)?;
+        let mut forgotten = Vec::new();
+        for row in plans.iter()? {
+            let (k, v) = row?;
+            // An unreadable row is left for recovery to report.
+            if codec::decode::<StoredPlan>(v.value()).is_ok_and(|p| p.forgotten_at(now)) {
+                forgotten.push(k.value().to_string());
+            }
+        }
+        for id in forgotten {
+            plans.remove(id.as_str())?;
+            n += 1;
+        }
+    }
+    txn.commit()?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::storage::{DB_FILE, Storage, StoredOp, StoredRecord, Target};
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+
+    fn rec(id: u64, at_ms: u64, map: &str, plan: Option<&str>) -> StoredRecord {
+        StoredRecord {
+            id,
+            at_ms,
+            map: map.into(),
+            key: format!("k{id}"),
+            op: StoredOp::Delete,
+            revision: id,
+            previous_revision: Some(id),
+            create_revision: id,
+            version: 1,
+            reason: None,
+            actor: None,
+            trace_id: None,
+            plan_id: plan.map(str::to_string),
+            value: None,
+            previous_value: Some(serde_json::json!(id)),
+        }
+    }
+
+    /// A pass removes the rows past retention, their `plan_audit` rows and
+    /// the `audit_maps` row of a map whose newest record is past it; a map
+    /// with a younger record keeps its row, with that record's time.
+    #[tokio::test]
+    async fn a_prune_pass_drops_old_rows_and_maps_with_no_history_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = Duration::from_secs(3600);
+        let now = now_ms();
+        let old = now - 2 * 3_600_000;
+        let plan = "00000000000000ee";
+        {
+            let (s, _) = Storage::open(dir.path(), hour).unwrap();
+            s.enqueue(Box::new(rec(1, old, "gone", Some(plan))));
+            s.enqueue(Box::new(rec(2, old + 1, "kept", None)));
+            s.enqueue(Box::new(rec(3, now - 1000, "kept", None)));
+            s.wait_durable(Target::AuditId(3)).await.unwrap();
+            s.close();
+        }
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let maps = |db: &Database| -> Vec<(String, u64)> {
+            let txn = db.begin_read().unwrap();
+            let t = txn.open_table(AUDIT_MAPS).unwrap();
+            t.iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    (k.value().to_string(), v.value())
+                })
+                .collect()
+        };
+        assert_eq!(
+            maps(&db),
+            [("gone".to_string(), old), ("kept".to_string(), now - 1000)]
+        );
+        assert_eq!(prune_tables(&db, now, hour).unwrap(), 2);
+        assert_eq!(maps(&db), [("kept".to_string(), now - 1000)]);
+        let txn = db.begin_read().unwrap();
+        let audit = txn.open_table(AUDIT).unwrap();
+        let ids: Vec<u64> = audit
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect();
+        assert_eq!(ids, [3]);
+        assert!(txn.open_table(PLAN_AUDIT).unwrap().is_empty().unwrap());
     }
 }

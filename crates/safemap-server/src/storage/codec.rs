@@ -10,9 +10,10 @@ use serde_json::Value;
 /// 2 adds the write-ahead log (rows unchanged), 3 adds delete plans (the
 /// `plans` table and log records of kind 4), 4 adds the tree of a cascading
 /// plan to its row (`tree`, absent for other plans), 5 adds the `plan_audit`
-/// index (built at the first start on an older file). A server refuses a
+/// index (built at the first start on an older file), 6 adds `audit_maps`
+/// (the maps named in the audit history, built likewise). A server refuses a
 /// database of a newer format rather than ignore what it cannot read.
-pub const FORMAT_VERSION: u64 = 5;
+pub const FORMAT_VERSION: u64 = 6;
 
 /// A live entry, the row of the `entries` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,14 +3,16 @@
 //!
 //! The on-disk layout is described in `crates/safemap-server/STORAGE.md`.
 //! In short: `<data-dir>/wal/` holds log segments of checksummed records
-//! ([`wal`]); `<data-dir>/safemap.redb` holds six tables, `entries`
+//! ([`wal`]); `<data-dir>/safemap.redb` holds seven tables, `entries`
 //! ((map, key) → [`StoredEntry`] JSON), `audit` (audit id → [`StoredRecord`]
 //! JSON), `plan_audit` ((plan id, audit id) → (), the index of planned
-//! records), `tokens` (name → [`StoredToken`] JSON), `plans` (plan id →
-//! [`StoredPlan`] JSON) and `meta` (name → u64:
+//! records), `audit_maps` (map → time of its newest record), `tokens`
+//! (name → [`StoredToken`] JSON), `plans` (plan id → [`StoredPlan`] JSON)
+//! and `meta` (name → u64:
 //! `last_revision`, `last_audit_id`, `checkpoint_lsn`, `clean_shutdown`,
 //! `format`). Threads: the log writer (`writer`) and the checkpointer
-//! (`checkpoint`); recovery (`recovery`) runs before both. Audit history
+//! (`checkpoint`); recovery (`recovery`, then `readback`, bounded by the
+//! journal's capacity and the breakers' windows) runs before both. Audit history
 //! older than the journal in memory is read back by `history`.
 //!
 //! Visibility versus durability: the library makes a write visible to readers
@@ -19,14 +21,17 @@
 //! shortly before it is durable (as with Redis), but the HTTP layer never
 //! acknowledges a write before [`Storage::wait_durable`] says it is on disk.
 
+mod breakers;
 mod checkpoint;
 pub mod codec;
 mod history;
+mod readback;
 mod recovery;
 mod tables;
 pub mod wal;
 mod writer;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -39,6 +44,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use codec::{StoredEntry, StoredNode, StoredOp, StoredPlan, StoredRecord, StoredToken};
 pub use history::{DiskPage, DiskQuery, FOLD_WAIT, FoldWait, ScanEnd};
+pub use readback::Bounds;
 pub use writer::{Msg, Persist, TokenOp, now_ms};
 
 /// Default redb page cache (64 MiB; redb's own default is 1 GiB).
@@ -51,8 +57,12 @@ const FOLD_QUEUE: usize = 1024;
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "safemap.redb";
 
+/// Default number of audit records read back for the journal at start
+/// (the default `server.journal_capacity`).
+pub const DEFAULT_JOURNAL_CAPACITY: usize = 100_000;
+
 /// Settings of the storage.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// redb page cache in bytes.
     pub cache_bytes: usize,
@@ -60,6 +70,9 @@ pub struct Options {
     pub checkpoint_interval: Duration,
     /// A log segment is sealed, and a new one started, at this size.
     pub segment_bytes: u64,
+    /// What recovery reads of the audit history: the newest
+    /// `journal_capacity` records and the breakers' windows.
+    pub recovery: Bounds,
 }
 
 impl Default for Options {
@@ -68,6 +81,10 @@ impl Default for Options {
             cache_bytes: DEFAULT_CACHE_BYTES,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             segment_bytes: wal::SEGMENT_BYTES,
+            recovery: Bounds {
+                journal_capacity: DEFAULT_JOURNAL_CAPACITY,
+                breakers: Vec::new(),
+            },
         }
     }
 }
@@ -121,8 +138,19 @@ fn se<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> StorageError {
 pub struct Recovered {
     /// Live entries: (map, key, entry).
     pub entries: Vec<(String, String, StoredEntry)>,
-    /// Audit records within retention, in id order.
+    /// The newest audit records within retention, at most
+    /// `Options::recovery.journal_capacity` of them, in id order (older ones
+    /// stay in redb).
     pub records: Vec<StoredRecord>,
+    /// Times (ms since the epoch, newest first) of the single-key deletes
+    /// inside each breaker's window, at most its `max_deletes`, by map.
+    pub breaker_deletes: HashMap<String, Vec<u64>>,
+    /// Maps with an audit record within retention (from `audit_maps`).
+    pub audit_maps: Vec<String>,
+    /// Plans whose row is not marked executed but whose deletes are stored.
+    pub executed_plans: HashSet<String>,
+    /// Audit rows examined at start (the journal's and the breakers').
+    pub audit_rows_read: usize,
     /// Tokens.
     pub tokens: Vec<StoredToken>,
     /// Delete plans, pending or executed, whose rows are not yet forgotten.
@@ -177,7 +205,9 @@ struct Inner {
 
 impl Storage {
     /// Opens (or creates) the storage in `dir`, recovers it and starts its
-    /// threads. Audit rows older than `retention` are not loaded.
+    /// threads. Of the audit history only the newest rows and the breakers'
+    /// windows are read back (`Options::recovery`, [`Bounds`]); rows older
+    /// than `retention` are not loaded.
     pub fn open(dir: &Path, retention: Duration) -> Result<(Storage, Recovered), StorageError> {
         Self::open_with(dir, retention, Options::default())
     }
@@ -226,7 +256,7 @@ impl Storage {
             0
         };
         let meta = recovery::fold_and_mark_in_use(&db, &logged, stored.meta, skip, stored.format)?;
-        let mut rec = recovery::read_tables(&db, retention)?;
+        let mut rec = readback::read_tables(&db, retention, &options.recovery)?;
         rec.fresh = fresh;
         // Relaxed: set (if at all) by redb's callback on this thread during `create`.
         rec.repaired = repaired.load(Ordering::Relaxed);

@@ -1,5 +1,5 @@
 //! Recovery at start: the log's records past the checkpoint are folded into
-//! redb, the log is emptied, then the tables are read back.
+//! redb, the log is emptied, then the tables are read back (`readback`).
 //!
 //! A torn tail (the last records of the last segment cut short or damaged,
 //! with no good record after them) is dropped and logged: none of it was
@@ -10,14 +10,13 @@
 //! data.
 
 use std::path::Path;
-use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
+use redb::{Database, ReadableDatabase};
 
-use super::codec::{self, StoredEntry, StoredPlan, StoredRecord, StoredToken};
-use super::tables::{self, AUDIT, ENTRIES, Logged, META, Meta, PLANS, TOKENS};
+use super::codec;
+use super::tables::{self, Logged, META, Meta};
 use super::wal::{self, Entry, frame};
-use super::{Recovered, StorageError, now_ms, se};
+use super::{StorageError, se};
 
 /// What `meta` said before the log was replayed.
 pub(crate) struct StoredMeta {
@@ -155,101 +154,6 @@ pub(crate) fn read_log(
     Ok((out, torn))
 }
 
-/// Reads the tables back (after the log was folded into them).
-pub(crate) fn read_tables(db: &Database, retention: Duration) -> Result<Recovered, StorageError> {
-    let mut rec = Recovered::default();
-    let txn = db.begin_read().map_err(se("reading"))?;
-    let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
-    let mut max_rev = 0u64;
-    let mut max_id = 0u64;
-    if let Some(meta) = open(&txn, META)? {
-        let get = |k: &str| -> Result<u64, StorageError> {
-            Ok(meta
-                .get(k)
-                .map_err(se("reading meta"))?
-                .map_or(0, |v| v.value()))
-        };
-        max_rev = get("last_revision")?;
-        max_id = get("last_audit_id")?;
-    }
-    if let Some(t) = open(&txn, ENTRIES)? {
-        for row in t.iter().map_err(se("reading entries"))? {
-            let (k, v) = row.map_err(se("reading entries"))?;
-            let (map, key) = k.value();
-            match codec::decode::<StoredEntry>(v.value()) {
-                Ok(e) => {
-                    max_rev = max_rev.max(e.revision);
-                    rec.entries.push((map.to_string(), key.to_string(), e));
-                }
-                Err(why) => {
-                    rec.skipped_rows += 1;
-                    tracing::error!(map, key, %why, "skipping an unreadable entry row");
-                }
-            }
-        }
-    }
-    if let Some(t) = open(&txn, AUDIT)? {
-        for row in t.iter().map_err(se("reading audit"))? {
-            let (k, v) = row.map_err(se("reading audit"))?;
-            let id = k.value();
-            max_id = max_id.max(id);
-            match codec::decode::<StoredRecord>(v.value()) {
-                Ok(r) => {
-                    max_rev = max_rev.max(r.revision);
-                    if r.at_ms >= cutoff {
-                        rec.records.push(r);
-                    }
-                }
-                Err(why) => {
-                    rec.skipped_rows += 1;
-                    tracing::error!(id, %why, "skipping an unreadable audit row");
-                }
-            }
-        }
-    }
-    if let Some(t) = open(&txn, TOKENS)? {
-        for row in t.iter().map_err(se("reading tokens"))? {
-            let (k, v) = row.map_err(se("reading tokens"))?;
-            match codec::decode::<StoredToken>(v.value()) {
-                Ok(tok) => rec.tokens.push(tok),
-                Err(why) => {
-                    rec.skipped_rows += 1;
-                    tracing::error!(name = k.value(), %why, "skipping an unreadable token row");
-                }
-            }
-        }
-    }
-    if let Some(t) = open(&txn, PLANS)? {
-        let now = now_ms();
-        for row in t.iter().map_err(se("reading plans"))? {
-            let (k, v) = row.map_err(se("reading plans"))?;
-            match codec::decode::<StoredPlan>(v.value()) {
-                Ok(p) if p.forgotten_at(now) => {}
-                Ok(p) => rec.plans.push(p),
-                Err(why) => {
-                    rec.skipped_rows += 1;
-                    tracing::error!(plan_id = k.value(), %why, "skipping an unreadable plan row");
-                }
-            }
-        }
-    }
-    rec.last_revision = max_rev;
-    rec.last_audit_id = max_id;
-    Ok(rec)
-}
-
-/// The table, or None when it was never created.
-fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &redb::ReadTransaction,
-    def: redb::TableDefinition<K, V>,
-) -> Result<Option<redb::ReadOnlyTable<K, V>>, StorageError> {
-    match txn.open_table(def) {
-        Ok(t) => Ok(Some(t)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(StorageError(format!("opening table {}: {e}", def.name()))),
-    }
-}
-
 /// Folds `logged` into redb in one transaction, moves the revision counter
 /// `skip` ahead (when anything was ever written), and writes `meta` with the
 /// shutdown flag cleared (the database is in use from here on).
@@ -262,7 +166,8 @@ pub(crate) fn fold_and_mark_in_use(
 ) -> Result<Meta, StorageError> {
     let txn = db.begin_write().map_err(se("starting"))?;
     // Format 5 added the plan index: a file written before gets it now, in
-    // the transaction that also sets `meta.format` to 5.
+    // the transaction that also sets `meta.format` to the current format (so
+    // a crash before it commits builds it again at the next start).
     if format < 5 {
         let n = tables::build_plan_index(&txn).map_err(se("indexing plan records"))?;
         if n > 0 {
@@ -270,6 +175,15 @@ pub(crate) fn fold_and_mark_in_use(
                 records = n,
                 "indexed the audit records of delete plans (format 5)"
             );
+        }
+    }
+    // Format 6 added `audit_maps` (the maps of the audit history): built the
+    // same way, after the index and before the log's records are folded
+    // (which raise the rows they touch).
+    if format < 6 {
+        let n = tables::build_audit_maps(&txn).map_err(se("listing the maps of audit records"))?;
+        if n > 0 {
+            tracing::info!(maps = n, "listed the maps of the audit records (format 6)");
         }
     }
     let mut meta = tables::fold(&txn, logged, meta).map_err(se("folding the log"))?;

@@ -2,6 +2,8 @@
 //! into them. Shared by the checkpointer thread and by recovery, so a record
 //! is folded the same way whether it arrives live or from the log at start.
 
+use std::collections::HashMap;
+
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::codec::{self, StoredEntry, StoredOp};
@@ -17,6 +19,15 @@ pub(crate) const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("pla
 /// a `plan_id` (written, pruned and, for a format-4 file, built at start in
 /// the same transactions), so a plan's records are found without a scan.
 pub(crate) const PLAN_AUDIT: TableDefinition<(&str, u64), ()> = TableDefinition::new("plan_audit");
+/// The maps named in `audit`: map → `at_ms` of its newest record.
+/// Invariant: every map with an `audit` row within retention has a row here
+/// whose time is at least that record's (written in the same transactions as
+/// the rows; a file of format 5 or older gets it built at start), so recovery
+/// creates every map whose history is within retention without reading that
+/// history. The prune pass removes a row once its time is past retention
+/// (any rows of the map that its cap left in `audit` are past it too); until
+/// then a row may outlive its map's audit rows, and recovery skips it.
+pub(crate) const AUDIT_MAPS: TableDefinition<&str, u64> = TableDefinition::new("audit_maps");
 
 /// A log entry with its lsn and its encoded payload (which is also the row
 /// of the `audit`, `tokens` or `plans` table, so it is encoded once).
@@ -53,10 +64,13 @@ pub(crate) fn fold(
     let mut tokens = txn.open_table(TOKENS)?;
     let mut plans = txn.open_table(PLANS)?;
     let mut plan_audit = txn.open_table(PLAN_AUDIT)?;
+    let mut newest: HashMap<&str, u64> = HashMap::new();
     for l in logged {
         match &l.entry {
             Entry::Record(r) => {
                 audit.insert(r.id, l.payload.as_slice())?;
+                let t = newest.entry(r.map.as_str()).or_default();
+                *t = (*t).max(r.at_ms);
                 if let Some(plan) = &r.plan_id {
                     plan_audit.insert((plan.as_str(), r.id), ())?;
                 }
@@ -92,7 +106,40 @@ pub(crate) fn fold(
         }
         meta.checkpoint_lsn = meta.checkpoint_lsn.max(l.lsn);
     }
+    note_maps(txn, newest)?;
     Ok(meta)
+}
+
+/// Raises the `audit_maps` row of each map in `newest` to its time.
+fn note_maps(txn: &WriteTransaction, newest: HashMap<&str, u64>) -> Result<(), redb::Error> {
+    let mut maps = txn.open_table(AUDIT_MAPS)?;
+    for (map, at_ms) in newest {
+        let prev = maps.get(map)?.map(|v| v.value());
+        if prev.is_none_or(|p| at_ms > p) {
+            maps.insert(map, at_ms)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds `audit_maps` from the `audit` table (a file of format 5 or older
+/// has none; one pass over it, once); returns the maps found. Unreadable
+/// audit rows are left for recovery to report.
+pub(crate) fn build_audit_maps(txn: &WriteTransaction) -> Result<usize, redb::Error> {
+    let mut newest: HashMap<String, u64> = HashMap::new();
+    {
+        let audit = txn.open_table(AUDIT)?;
+        for row in audit.iter()? {
+            let (_, v) = row?;
+            if let Ok(head) = codec::decode::<codec::RecordHead<'_>>(v.value()) {
+                let t = newest.entry(head.map.into_owned()).or_default();
+                *t = (*t).max(head.at_ms);
+            }
+        }
+    }
+    let n = newest.len();
+    note_maps(txn, newest.iter().map(|(m, t)| (m.as_str(), *t)).collect())?;
+    Ok(n)
 }
 
 /// Writes `meta` (each counter kept at its stored value if that is higher),
