@@ -179,9 +179,14 @@ pub(crate) fn prune_tables(
         let mut old = Vec::new();
         for row in audit.iter()? {
             let (k, v) = row?;
-            let (at, plan) = codec::decode::<RecordHead<'_>>(v.value())
+            // An unreadable row is kept (never deleted unread: it is left
+            // for the history reader and an operator to see), and the rows
+            // after it are judged on their own.
+            let Ok((at, plan)) = codec::decode::<RecordHead<'_>>(v.value())
                 .map(|r| (r.at_ms, r.plan_id.map(|p| p.into_owned())))
-                .unwrap_or((0, None));
+            else {
+                continue;
+            };
             if at >= cutoff || old.len() >= PRUNE_MAX_ROWS {
                 break;
             }
@@ -298,5 +303,42 @@ mod tests {
             .collect();
         assert_eq!(ids, [3]);
         assert!(txn.open_table(PLAN_AUDIT).unwrap().is_empty().unwrap());
+    }
+
+    /// An audit row that cannot be read is never pruned unread: it stays,
+    /// and the readable rows past retention around it still go.
+    #[tokio::test]
+    async fn a_prune_pass_keeps_an_unreadable_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = Duration::from_secs(3600);
+        let now = now_ms();
+        let old = now - 2 * 3_600_000;
+        {
+            let (s, _) = Storage::open(dir.path(), hour).unwrap();
+            for id in 1..=3 {
+                s.enqueue(Box::new(rec(id, old + id, "m", None)));
+            }
+            s.wait_durable(Target::AuditId(3)).await.unwrap();
+            s.close();
+        }
+        let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(AUDIT)
+            .unwrap()
+            .insert(2, b"{not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        assert_eq!(prune_tables(&db, now, hour).unwrap(), 2);
+        let txn = db.begin_read().unwrap();
+        let audit = txn.open_table(AUDIT).unwrap();
+        let rows: Vec<(u64, Vec<u8>)> = audit
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value(), v.value().to_vec())
+            })
+            .collect();
+        assert_eq!(rows, [(2, b"{not json".to_vec())]);
     }
 }
