@@ -25,7 +25,11 @@
 //! so `plan_keys <= AUDIT_IDS_PER_REVISION` too, which bounds the setting
 //! from above ([`MAX_MAX_TXN_OPS`]). A refresh of a map with references puts
 //! each entry under a compare of its own and usually one target compare, so
-//! it holds half a plan's keys.
+//! it holds half a plan's keys. A single-key write compares its entry and
+//! one key per reference target (put, restore) or per referring map and the
+//! breaker slot (delete); one that needs more than `max_txn_ops` compares is
+//! refused before sending (413 `too_large_for_etcd`, unit "compares"), so
+//! `etcd_limit_mismatch` only ever means etcd's limit is below the setting.
 
 /// etcd's `--max-txn-ops` default, and the default of `[store] max_txn_ops`.
 pub const DEFAULT_MAX_TXN_OPS: usize = 128;

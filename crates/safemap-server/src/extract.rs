@@ -436,6 +436,27 @@ pub fn parse_etags(v: &str) -> Option<IfMatch> {
     (!out.is_empty()).then_some(IfMatch::Revisions(out))
 }
 
+/// `X-Min-Revision: N` (decimal, cluster.md): `None` when absent; 400
+/// `invalid_header` when malformed. Cluster mode waits for N; a single server
+/// checks the syntax only (it always reads its own writes).
+pub fn min_revision_header(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get("x-min-revision") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_header",
+                "X-Min-Revision must be a decimal revision (e.g. 42)",
+            )
+            .with_details(serde_json::json!({"header": "X-Min-Revision"}))
+        })
+}
+
 /// `If-Match` of a request: 400 `invalid_header` when malformed.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
     etag_header(headers, "if-match")

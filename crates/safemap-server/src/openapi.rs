@@ -48,4 +48,38 @@ mod tests {
             assert!(served.contains(r), "documented but not served: {r:?}");
         }
     }
+
+    /// Cluster mode's `X-Min-Revision`, `X-Safemap-Revision` and 504
+    /// `replica_behind` hold on every `/v1/` route (the cluster layer
+    /// covers all of them), as do the 400 of a malformed `X-Min-Revision`.
+    #[test]
+    fn every_v1_operation_documents_the_cluster_headers() {
+        let doc: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
+        for (method, path) in super::documented_routes().unwrap() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let op = &doc["paths"][&path][method.to_lowercase()];
+            let params = op["parameters"].as_array().unwrap();
+            assert!(
+                params.iter().any(|p| p["name"] == "X-Min-Revision"),
+                "{method} {path}"
+            );
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("504"), "{method} {path}");
+            assert!(
+                responses["400"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("X-Min-Revision"),
+                "{method} {path}"
+            );
+            for (status, r) in responses {
+                assert!(
+                    r["headers"].get("X-Safemap-Revision").is_some(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
 }

@@ -115,6 +115,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(observe))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed);
+    // Not in cluster mode: X-Min-Revision's syntax on /v1/.
+    let r = r.layer(middleware::from_fn_with_state(
+        state.clone(),
+        local_min_revision,
+    ));
     // Cluster mode: X-Min-Revision and X-Safemap-Revision on /v1/.
     #[cfg(feature = "etcd")]
     let r = r.layer(middleware::from_fn_with_state(
@@ -127,6 +132,26 @@ pub fn router(state: AppState) -> Router {
         },
     ))
     .with_state(state)
+}
+
+/// `X-Min-Revision` on `/v1/` when not in cluster mode (cluster mode has its
+/// own layer, `cluster::revisions`, with feature `etcd`): one server
+/// always reads its own writes, so a valid value is accepted and nothing
+/// waits; a malformed one is 400 `invalid_header` as in cluster mode, before
+/// the handler runs (nothing changes), to a caller with a valid token (the
+/// others get their 401 from the handler).
+async fn local_min_revision(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    #[cfg(feature = "etcd")]
+    if st.cluster().is_some() {
+        return next.run(req).await;
+    }
+    if req.uri().path().starts_with("/v1/")
+        && let Err(e) = crate::extract::min_revision_header(req.headers())
+        && crate::extract::authenticate(&st, req.headers()).is_ok()
+    {
+        return e.into_response();
+    }
+    next.run(req).await
 }
 
 async fn fallback(State(_): State<AppState>) -> Response {

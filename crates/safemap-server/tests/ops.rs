@@ -100,6 +100,49 @@ async fn openapi_document_matches_served_routes() {
     assert_eq!((st, code(&v)), (405, "method_not_allowed"));
 }
 
+/// `X-Min-Revision` (cluster.md) on a single server: a malformed value is
+/// 400 `invalid_header` (after 401) and changes nothing; a valid one, even
+/// far ahead, is accepted at once (one server reads its own writes), and no
+/// `X-Safemap-Revision` is sent (cluster mode only).
+#[tokio::test(flavor = "multi_thread")]
+async fn x_min_revision_is_checked_but_never_waited_for() {
+    let s = TestServer::start().await;
+    for bad in ["soon", "-1", "", "1.5", "99999999999999999999"] {
+        let r = s
+            .admin(Method::PUT, "/v1/maps/m/keys/k")
+            .header("x-reason", "test")
+            .header("x-min-revision", bad)
+            .json(&json!(1))
+            .send()
+            .await
+            .unwrap();
+        let (st, v) = sj(r).await;
+        assert_eq!((st, code(&v)), (400, "invalid_header"), "{bad:?}: {v}");
+        assert_eq!(v["error"]["details"]["header"], "X-Min-Revision", "{v}");
+    }
+    let (st, _) = sj(s.get("m", "k").await).await;
+    assert_eq!(st, 404, "a refused put stored nothing");
+    let r = s
+        .req(Method::GET, "/v1/maps/m/keys/k", None)
+        .header("x-min-revision", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sj(r).await.0, 401);
+    let started = std::time::Instant::now();
+    let r = s
+        .admin(Method::PUT, "/v1/maps/m/keys/k")
+        .header("x-reason", "test")
+        .header("x-min-revision", "9999999999999999999")
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("x-safemap-revision").is_none());
+    assert_eq!(sj(r).await.0, 201);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cpu_profiles() {
     let s = TestServer::start().await;

@@ -446,25 +446,6 @@ pub async fn open_shared(
     Ok(shared)
 }
 
-/// `X-Min-Revision: N` (decimal): `None` when absent; 400 `invalid_header` when malformed.
-pub fn min_revision_header(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(v) = headers.get("x-min-revision") else {
-        return Ok(None);
-    };
-    v.to_str()
-        .ok()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_header",
-                "X-Min-Revision must be a decimal revision (e.g. 42)",
-            )
-            .with_details(serde_json::json!({"header": "X-Min-Revision"}))
-        })
-}
-
 /// Middleware of cluster mode on `/v1/`: waits for `X-Min-Revision`, and sets
 /// `X-Safemap-Revision` (the replica's revision when answering) on every answer.
 pub async fn revisions(
@@ -479,12 +460,13 @@ pub async fn revisions(
     if !req.uri().path().starts_with("/v1/") {
         return next.run(req).await;
     }
-    let waited = match min_revision_header(req.headers()) {
-        Err(e) => Err(e),
+    let waited = match crate::extract::min_revision_header(req.headers()) {
         Ok(None) => Ok(()),
-        // Only a caller with a valid token waits (the others get their 401
-        // at once): no one without a token holds a connection for 5 s.
-        Ok(Some(_)) if crate::extract::authenticate(&st, req.headers()).is_err() => Ok(()),
+        // Only a caller with a valid token waits or gets the 400 (the others
+        // get their 401 first, from the handler): no one without a token
+        // holds a connection for 5 s.
+        _ if crate::extract::authenticate(&st, req.headers()).is_err() => Ok(()),
+        Err(e) => Err(e),
         Ok(Some(n)) => c.min_revision(n).await,
     };
     let mut resp = match waited {

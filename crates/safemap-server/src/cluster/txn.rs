@@ -14,7 +14,8 @@
 //! its value exists; a delete of a referred-to key, that no referring map was
 //! written since its referrers were judged. Such a write that fails its
 //! compare waits until the replica applied the failing revision, then judges
-//! again.
+//! again. Every transaction here holds at most `max_txn_ops` compares: one
+//! that would need more is refused before it is sent (`check_compares`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -171,8 +172,11 @@ impl Cluster {
                 guess = Guess::Etcd(self.read(&ekey).await?);
                 continue;
             }
-            // Each target must exist when the put commits (`refs`).
+            // Each target must exist when the put commits (`refs`): one
+            // compare per target besides the entry's own, all within etcd's
+            // limit (checked before anything is read or sent).
             let targets = refs::targets(shared, map, key, &value);
+            check_compares(1 + targets.len(), "its value's references", self.limits)?;
             let keep = match self.target_compares(shared, &targets).await? {
                 Ok(keep) => keep,
                 Err(t) => {
@@ -264,7 +268,11 @@ impl Cluster {
             // Absent in the replica: ask etcd before answering 404.
             None => Guess::Etcd(self.read(&ekey).await?),
         };
-        let referred = !refs::referring_maps(shared, &BTreeSet::from([map])).is_empty();
+        let referring = refs::referring_maps(shared, &BTreeSet::from([map])).len();
+        let referred = referring > 0;
+        // The transaction compares the entry, each referring map and the
+        // breaker's slot (the count depends on the configuration only).
+        let compares = 1 + referring + usize::from(breaker.is_some());
         // Set once the replica caught up with etcd for a `referenced` refusal.
         let mut synced = false;
         for _ in 0..super::MAX_TXN_ATTEMPTS {
@@ -318,6 +326,13 @@ impl Cluster {
                     }));
                 }
             }
+            // Judged (404, 412, 409 answer first); refused before a breaker
+            // slot is taken or anything is sent when etcd would refuse it.
+            check_compares(
+                compares,
+                "the maps that refer to this map (and its delete breaker)",
+                self.limits,
+            )?;
             let audit = record(map, key, StoredOp::Delete, Some(&seen), reason, None);
             let audit =
                 serde_json::to_vec(&audit).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -436,6 +451,7 @@ impl Cluster {
         };
         // References are checked again: a value whose target is gone is skipped.
         let targets = refs::targets(shared, map, &key, &value);
+        check_compares(1 + targets.len(), "its value's references", self.limits)?;
         let keep = match self.target_compares(shared, &targets).await? {
             Ok(keep) => keep,
             Err(_) => {
@@ -617,7 +633,45 @@ pub(super) fn check_size(bytes: usize) -> Result<(), ApiError> {
                 super::MAX_TXN_BYTES
             ),
         )
-        .with_details(serde_json::json!({"limit": super::MAX_TXN_BYTES, "size": bytes})));
+        .with_details(serde_json::json!({
+            "limit": super::MAX_TXN_BYTES,
+            "size": bytes,
+            "unit": "bytes",
+            "etcd_flag": "--max-request-bytes",
+        })));
+    }
+    Ok(())
+}
+
+/// Refuses a single-key write whose transaction needs more than
+/// `max_txn_ops` compares (413 `too_large_for_etcd`, `details.unit` =
+/// "compares"), before anything is sent: etcd would refuse the whole
+/// transaction, and this server would misreport that as 503
+/// `etcd_limit_mismatch`. `compares` counts the entry's own compare and one
+/// per `what` (the success list, 2 or 3 puts, is always smaller).
+pub(super) fn check_compares(
+    compares: usize,
+    what: &str,
+    limits: crate::etcd_limits::TxnLimits,
+) -> Result<(), ApiError> {
+    let limit = limits.compares();
+    if compares > limit {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large_for_etcd",
+            format!(
+                "in cluster mode a write is one etcd transaction with one compare for the entry and one for each of {what}: this one needs {compares} compares, etcd allows {limit}; nothing was written; {}",
+                limits.raise_hint()
+            ),
+        )
+        .with_details(serde_json::json!({
+            "limit": limit,
+            "size": compares,
+            "unit": "compares",
+            "setting": "max_txn_ops",
+            "max_txn_ops": limits.max_txn_ops(),
+            "etcd_flag": "--max-txn-ops",
+        })));
     }
     Ok(())
 }

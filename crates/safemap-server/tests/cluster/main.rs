@@ -175,6 +175,15 @@ async fn a_write_through_one_server_is_read_through_another() {
         seen.is_some(),
         "every /v1/ answer carries X-Safemap-Revision"
     );
+    // Without a token the 401 comes first (http-api.md's order).
+    let r = a
+        .http
+        .get(format!("{}/v1/maps/m/keys/k%201", a.url))
+        .header("x-min-revision", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
     let started = Instant::now();
     let (s, _, v) = get(&a, &admin, "k%201", Some(rev2 + 1_000_000)).await;
     assert_eq!((s, code(&v)), (504, "replica_behind"), "{v}");

@@ -4,7 +4,9 @@
 //! server at the default refuses it at creation, naming both settings; a
 //! server told more than its etcd allows gets etcd's refusal as a clear 503
 //! and deletes nothing; so does an etcd whose `--max-request-bytes` is below
-//! what the server sends.
+//! what the server sends. A single-key write needing more compares than
+//! `max_txn_ops` (a value with many references, a map with many referring
+//! maps) is a 413 that writes nothing, not a 503.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -268,6 +270,105 @@ async fn an_etcd_with_a_smaller_request_size_is_named_and_nothing_is_written() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+}
+
+/// Map `wide` declares 32 references into `t` (`/r0` .. `/r31`); maps
+/// `ref0` .. `ref31` each refer to `hub`.
+fn wide_config() -> String {
+    let mut c = String::from("[maps.t]\n[maps.hub]\n[maps.wide]\n");
+    for i in 0..32 {
+        c.push_str(&format!(
+            "[[maps.wide.references]]\nname = \"r{i}\"\npointer = \"/r{i}\"\nto = \"t\"\non_delete = \"restrict\"\n"
+        ));
+    }
+    for i in 0..32 {
+        c.push_str(&format!(
+            "[maps.ref{i}]\n[[maps.ref{i}.references]]\nname = \"hub\"\npointer = \"/hub\"\nto = \"hub\"\non_delete = \"restrict\"\n"
+        ));
+    }
+    c
+}
+
+/// Asserts a 413 `too_large_for_etcd` for `size` compares at `max_txn_ops` 32.
+fn assert_too_many_compares(s: u16, v: &Value, size: u64) {
+    assert_eq!((s, code(v)), (413, "too_large_for_etcd"), "{v}");
+    let details = &v["error"]["details"];
+    assert_eq!(details["unit"], "compares", "{v}");
+    assert_eq!(details["limit"].as_u64(), Some(32), "{v}");
+    assert_eq!(details["size"].as_u64(), Some(size), "{v}");
+    assert_eq!(details["max_txn_ops"].as_u64(), Some(32), "{v}");
+    assert_eq!(details["setting"], "max_txn_ops", "{v}");
+    assert_eq!(details["etcd_flag"], "--max-txn-ops", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nothing was written"), "{message}");
+    assert!(message.contains("--etcd-max-txn-ops"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_key_write_needing_more_compares_than_etcd_allows_is_413_and_writes_nothing() {
+    if !etcd_available() {
+        return;
+    }
+    // etcd and the server agree on 32 operations per transaction.
+    let etcd = Etcd::start_with_args(&["--max-txn-ops", "32"]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Server::start_extra(
+        &etcd.endpoints(),
+        "/t/",
+        &tmp.path().join("a"),
+        Some(&wide_config()),
+        extra(&["--etcd-max-txn-ops", "32"], &[]),
+    )
+    .await;
+    let admin = admin_token(&a.dir);
+    let put = |map: &str, key: &str, value: Value| {
+        a.req(Method::PUT, &format!("/v1/maps/{map}/keys/{key}"), &admin)
+            .json(&value)
+            .send()
+    };
+    for i in 0..32 {
+        assert_eq!(
+            put("t", &format!("k{i}"), json!(i)).await.unwrap().status(),
+            201
+        );
+    }
+    let refs = |n: usize| -> Value {
+        (0..n)
+            .map(|i| (format!("r{i}"), json!(format!("k{i}"))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    // 31 references: 32 compares, exactly the limit.
+    let (s, _, v) = answer(put("wide", "fits", refs(31)).await.unwrap()).await;
+    assert_eq!(s, 201, "{v}");
+    // 32 references: 33 compares, refused before anything is sent.
+    let audit_before = etcd.keys("/t/audit/").await.len();
+    let (s, _, v) = answer(put("wide", "over", refs(32)).await.unwrap()).await;
+    assert_too_many_compares(s, &v, 33);
+    assert_eq!(etcd.value("/t/maps/wide/keys/over").await, None);
+    // An existing entry is not replaced either.
+    let (s, _, v) = answer(put("wide", "fits", refs(32)).await.unwrap()).await;
+    assert_too_many_compares(s, &v, 33);
+    let stored: Value =
+        serde_json::from_str(&etcd.value("/t/maps/wide/keys/fits").await.unwrap()).unwrap();
+    assert_eq!(stored, refs(31));
+    assert_eq!(etcd.keys("/t/audit/").await.len(), audit_before);
+
+    // A delete from `hub` compares its entry and the 32 maps that refer to
+    // it: refused once judged (an absent key is still 404), nothing deleted.
+    assert_eq!(put("hub", "h", json!(1)).await.unwrap().status(), 201);
+    let delete = |key: &str| {
+        a.req(Method::DELETE, &format!("/v1/maps/hub/keys/{key}"), &admin)
+            .header("x-reason", "test")
+            .send()
+    };
+    let (s, _, v) = answer(delete("absent").await.unwrap()).await;
+    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+    let audit_before = etcd.keys("/t/audit/").await.len();
+    let (s, _, v) = answer(delete("h").await.unwrap()).await;
+    assert_too_many_compares(s, &v, 33);
+    assert_eq!(etcd.value("/t/maps/hub/keys/h").await.as_deref(), Some("1"));
+    assert_eq!(etcd.keys("/t/audit/").await.len(), audit_before);
 }
 
 #[test]
