@@ -235,27 +235,11 @@ pub(crate) fn prune_tables(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::storage::{DB_FILE, Storage, StoredOp, StoredRecord, Target};
+    use crate::storage::{DB_FILE, Storage, StoredRecord, Target};
     use redb::{ReadableDatabase, ReadableTableMetadata};
 
     fn rec(id: u64, at_ms: u64, map: &str, plan: Option<&str>) -> StoredRecord {
-        StoredRecord {
-            id,
-            at_ms,
-            map: map.into(),
-            key: format!("k{id}"),
-            op: StoredOp::Delete,
-            revision: id,
-            previous_revision: Some(id),
-            create_revision: id,
-            version: 1,
-            reason: None,
-            actor: None,
-            trace_id: None,
-            plan_id: plan.map(str::to_string),
-            value: None,
-            previous_value: Some(serde_json::json!(id)),
-        }
+        StoredRecord::test_delete(id, at_ms, map, &format!("k{id}"), plan)
     }
 
     /// A pass removes the rows past retention, their `plan_audit` rows and

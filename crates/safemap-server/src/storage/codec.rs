@@ -104,6 +104,36 @@ pub struct StoredRecord {
     pub previous_value: Option<Value>,
 }
 
+#[cfg(test)]
+impl StoredRecord {
+    /// A single-key delete for tests: revision `id`, previous value `id`.
+    pub(crate) fn test_delete(
+        id: u64,
+        at_ms: u64,
+        map: &str,
+        key: &str,
+        plan: Option<&str>,
+    ) -> StoredRecord {
+        StoredRecord {
+            id,
+            at_ms,
+            map: map.into(),
+            key: key.into(),
+            op: StoredOp::Delete,
+            revision: id,
+            previous_revision: Some(id),
+            create_revision: id,
+            version: 1,
+            reason: None,
+            actor: None,
+            trace_id: None,
+            plan_id: plan.map(str::to_string),
+            value: None,
+            previous_value: Some(serde_json::json!(id)),
+        }
+    }
+}
+
 /// A field that is present decodes as `Some`, even when it is JSON `null`.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)

@@ -236,26 +236,11 @@ async fn blocking<T: Send + 'static>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::storage::{StoredOp, Target, now_ms};
+    use crate::storage::{Target, now_ms};
 
     fn rec(id: u64, key: &str, plan: Option<&str>) -> StoredRecord {
-        StoredRecord {
-            id,
-            at_ms: now_ms(),
-            map: if id.is_multiple_of(2) { "even" } else { "odd" }.into(),
-            key: key.into(),
-            op: StoredOp::Delete,
-            revision: id,
-            previous_revision: Some(id),
-            create_revision: id,
-            version: 1,
-            reason: None,
-            actor: None,
-            trace_id: None,
-            plan_id: plan.map(str::to_string),
-            value: None,
-            previous_value: Some(serde_json::json!(id)),
-        }
+        let map = if id.is_multiple_of(2) { "even" } else { "odd" };
+        StoredRecord::test_delete(id, now_ms(), map, key, plan)
     }
 
     #[tokio::test]
