@@ -107,36 +107,14 @@ pub(super) fn apply_plan(shared: &Shared, id: &str, kv: &KeyValue) {
         return;
     }
     let expires_at = UNIX_EPOCH + Duration::from_millis(p.expires_at_ms);
-    let (keys, tree) = nodes_of(&p);
+    let (keys, tree) = crate::state::plan_nodes(&p);
     map.load_plan_tree(plan, keys, tree, expires_at);
-}
-
-/// A stored plan's roots and (cascading plan) tree, as the library takes them.
-#[allow(clippy::type_complexity)]
-fn nodes_of(p: &StoredPlan) -> (Vec<(String, Revision)>, Vec<TreeNode<String>>) {
-    let keys = p
-        .keys
-        .iter()
-        .map(|(k, r)| (k.clone(), Revision::new(*r)))
-        .collect();
-    let tree = p
-        .tree
-        .iter()
-        .map(|n| TreeNode {
-            map: Arc::from(n.map.as_str()),
-            key: n.key.clone(),
-            revision: Revision::new(n.revision),
-            parent: n.parent.clone().map(|(m, k)| (Arc::from(m.as_str()), k)),
-            depth: usize::try_from(n.depth).unwrap_or(usize::MAX),
-        })
-        .collect();
-    (keys, tree)
 }
 
 /// Every planned key as a tree node, parents before children (a plain plan:
 /// each key a root of depth 1 in `map`).
 fn planned_nodes(p: &StoredPlan) -> Vec<TreeNode<String>> {
-    let (keys, tree) = nodes_of(p);
+    let (keys, tree) = crate::state::plan_nodes(p);
     if !tree.is_empty() {
         return tree;
     }
@@ -459,14 +437,9 @@ fn judge(shared: &Shared, nodes: &[TreeNode<String>], cascade: bool, reason: &Re
         },
         delete: Vec::new(),
     };
-    let mut start = 0;
-    while start < nodes.len() {
-        let end = nodes[start + 1..]
-            .iter()
-            .position(|n| n.depth == 1)
-            .map_or(nodes.len(), |p| start + 1 + p);
-        judge_root(shared, &nodes[start..end], cascade, reason, &mut judged);
-        start = end;
+    // Each root's subtree runs from the root (depth 1) to the next root.
+    for subtree in nodes.chunk_by(|_, next| next.depth != 1) {
+        judge_root(shared, subtree, cascade, reason, &mut judged);
     }
     judged
 }

@@ -30,7 +30,7 @@ use serde_json::Value;
 pub use durable::DurablePoint;
 pub use persist::{from_stored, to_stored};
 #[cfg(feature = "etcd")]
-pub(crate) use plans::pending_row;
+pub(crate) use plans::{pending_row, plan_nodes};
 pub use store::{DeleteOutcome, MapWatcher, PutOutcome, Store, cluster_unsupported};
 
 use crate::auth::{self, Role, Tokens};

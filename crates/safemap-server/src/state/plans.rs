@@ -23,6 +23,29 @@ fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A stored plan's roots and (cascading plan) tree, as the library takes them
+/// (the inverse of [`pending_row`]).
+#[allow(clippy::type_complexity)]
+pub(crate) fn plan_nodes(p: &StoredPlan) -> (Vec<(String, Revision)>, Vec<TreeNode<String>>) {
+    let keys = p
+        .keys
+        .iter()
+        .map(|(k, r)| (k.clone(), Revision::new(*r)))
+        .collect();
+    let tree = p
+        .tree
+        .iter()
+        .map(|n| TreeNode {
+            map: Arc::from(n.map.as_str()),
+            key: n.key.clone(),
+            revision: Revision::new(n.revision),
+            parent: n.parent.clone().map(|(m, k)| (Arc::from(m.as_str()), k)),
+            depth: usize::try_from(n.depth).unwrap_or(usize::MAX),
+        })
+        .collect();
+    (keys, tree)
+}
+
 /// The stored row of a plan just made (not executed), as both stores keep it.
 pub(crate) fn pending_row(map: &str, plan: &Plan<String>) -> StoredPlan {
     StoredPlan {
@@ -175,22 +198,7 @@ pub(super) fn load_plans(
         if expires_at > now {
             pending += 1;
         }
-        let keys = p
-            .keys
-            .into_iter()
-            .map(|(k, r)| (k, Revision::new(r)))
-            .collect();
-        let tree = p
-            .tree
-            .into_iter()
-            .map(|n| TreeNode {
-                map: Arc::from(n.map.as_str()),
-                key: n.key,
-                revision: Revision::new(n.revision),
-                parent: n.parent.map(|(m, k)| (Arc::from(m.as_str()), k)),
-                depth: usize::try_from(n.depth).unwrap_or(usize::MAX),
-            })
-            .collect();
+        let (keys, tree) = plan_nodes(&p);
         map.load_plan_tree(id, keys, tree, expires_at);
     }
     pending

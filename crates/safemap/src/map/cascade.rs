@@ -205,14 +205,9 @@ where
             vetoed: Vec::new(),
             audit_ids: None,
         };
-        let mut start = 0;
-        while start < tree.len() {
-            let end = tree[start + 1..]
-                .iter()
-                .position(|n| n.depth == 1)
-                .map_or(tree.len(), |p| start + 1 + p);
-            self.execute_root(plan, &tree[start..end], reason, &mut report);
-            start = end;
+        // Each root's subtree runs from the root (depth 1) to the next root.
+        for subtree in tree.chunk_by(|_, next| next.depth != 1) {
+            self.execute_root(plan, subtree, reason, &mut report);
         }
         report
     }
