@@ -5,55 +5,13 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
-use common::{TestServer, code, sj};
+use common::{TestServer, code, ids, sj};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// 50 records in memory; the checkpoint would fold only hourly, so every
 /// page below the window must make it fold (never wait for the interval).
 const CONFIG: &str = "[server]\njournal_capacity = 50\ncheckpoint_interval = \"1h\"\n\n[maps.short]\nretention = \"1s\"\n";
-
-/// Every record matching `query`, following `next` from the start.
-async fn all_pages(s: &TestServer, query: &str, limit: usize) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    let mut after = String::new();
-    loop {
-        let (st, v) = sj(s
-            .admin(
-                Method::GET,
-                &format!("/v1/audit?{query}&limit={limit}{after}"),
-            )
-            .send()
-            .await
-            .unwrap())
-        .await;
-        assert_eq!(st, 200, "{v}");
-        let page = v["records"].as_array().unwrap();
-        assert!(page.len() <= limit);
-        out.extend(page.iter().cloned());
-        match v["next"].as_u64() {
-            Some(n) => {
-                assert!(page.last().is_none_or(|r| r["id"].as_u64() == Some(n)));
-                after = format!("&after={n}");
-            }
-            None => return out,
-        }
-    }
-}
-
-fn ids(records: &[Value]) -> Vec<u64> {
-    records.iter().map(|r| r["id"].as_u64().unwrap()).collect()
-}
-
-async fn restore(s: &TestServer, map: &str, body: Value) -> (u16, Value) {
-    sj(s.admin(Method::POST, &format!("/v1/maps/{map}/restore"))
-        .header("x-reason", "undo")
-        .json(&body)
-        .send()
-        .await
-        .unwrap())
-    .await
-}
 
 async fn delete_plan(s: &TestServer, map: &str, prefix: &str) -> String {
     let (st, v) = sj(s
@@ -84,7 +42,7 @@ async fn delete_plan(s: &TestServer, map: &str, prefix: &str) -> String {
 /// The whole history pages from id 1 to the newest, unfiltered and
 /// filtered, each page size giving the same records.
 async fn check_history(s: &TestServer) -> Vec<Value> {
-    let all = all_pages(s, "", 1000).await;
+    let all = s.audit_pages("", 1000).await;
     let n = all.len() as u64;
     assert!(n > 300, "{n}");
     assert_eq!(
@@ -92,7 +50,7 @@ async fn check_history(s: &TestServer) -> Vec<Value> {
         (1..=n).collect::<Vec<_>>(),
         "a gap or a duplicate"
     );
-    assert_eq!(ids(&all_pages(s, "", 7).await), ids(&all));
+    assert_eq!(ids(&s.audit_pages("", 7).await), ids(&all));
     for (query, keep) in [
         (
             "map=a",
@@ -106,8 +64,8 @@ async fn check_history(s: &TestServer) -> Vec<Value> {
     ] {
         let want: Vec<u64> = ids(&all.iter().filter(|r| keep(r)).cloned().collect::<Vec<_>>());
         assert!(!want.is_empty(), "{query}");
-        assert_eq!(ids(&all_pages(s, query, 5).await), want, "{query}");
-        assert_eq!(ids(&all_pages(s, query, 1000).await), want, "{query}");
+        assert_eq!(ids(&s.audit_pages(query, 5).await), want, "{query}");
+        assert_eq!(ids(&s.audit_pages(query, 1000).await), want, "{query}");
     }
     all
 }
@@ -138,38 +96,38 @@ async fn history_below_the_memory_window_pages_and_restores_across_a_restart() {
     }
 
     let all = check_history(&s).await;
-    let plan_records = all_pages(&s, &format!("plan_id={plan_p}"), 2).await;
+    let plan_records = s.audit_pages(&format!("plan_id={plan_p}"), 2).await;
     assert_eq!(plan_records.len(), 5);
     assert!(plan_records.iter().all(|r| r["plan_id"] == plan_p.as_str()));
 
     // The first delete comes back exactly as a recent one would.
-    let (st, v) = restore(&s, "m", json!({"audit_id": first})).await;
+    let (st, v) = s.restore("m", json!({"audit_id": first})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["restored"][0]["key"], "first", "{v}");
     let (_, got) = sj(s.get("m", "first").await).await;
     assert_eq!(got["value"], json!({"n": 1}), "{got}");
-    let (st, v) = restore(&s, "m", json!({"audit_id": first})).await;
+    let (st, v) = s.restore("m", json!({"audit_id": first})).await;
     assert_eq!(
         (st, &v["skipped"][0]["why"]),
         (200, &json!("recreated")),
         "{v}"
     );
     // Audited: the restore is the newest record of the key.
-    let key_records = all_pages(&s, "map=m&key=first", 1000).await;
+    let key_records = s.audit_pages("map=m&key=first", 1000).await;
     assert_eq!(key_records.last().unwrap()["op"], "restore");
     // A whole plan, every record long evicted.
-    let (st, v) = restore(&s, "p", json!({"plan_id": plan_p})).await;
+    let (st, v) = s.restore("p", json!({"plan_id": plan_p})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["restored"].as_array().unwrap().len(), 5, "{v}");
     // Past the map's retention (1 s): 410, from disk as from memory.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let (st, v) = restore(&s, "short", json!({"audit_id": short})).await;
+    let (st, v) = s.restore("short", json!({"audit_id": short})).await;
     assert_eq!((st, code(&v)), (410, "retention_expired"), "{v}");
     // Not a delete, and another map's record, are refused as before.
     let put_id = all[0]["id"].as_u64().unwrap();
-    let (st, v) = restore(&s, "m", json!({"audit_id": put_id})).await;
+    let (st, v) = s.restore("m", json!({"audit_id": put_id})).await;
     assert_eq!((st, code(&v)), (409, "not_a_delete"), "{v}");
-    let (st, v) = restore(&s, "a", json!({"audit_id": second})).await;
+    let (st, v) = s.restore("a", json!({"audit_id": second})).await;
     assert_eq!((st, code(&v)), (404, "not_found"), "{v}");
 
     // After a restart the journal holds only the newest 50: the rest is on disk.
@@ -178,13 +136,13 @@ async fn history_below_the_memory_window_pages_and_restores_across_a_restart() {
     let s = TestServer::start_in(&dir, CONFIG).await;
     let after_restart = check_history(&s).await;
     assert_eq!(ids(&after_restart)[..all.len()], ids(&all)[..]);
-    let (st, v) = restore(&s, "m", json!({"audit_id": second})).await;
+    let (st, v) = s.restore("m", json!({"audit_id": second})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["restored"][0]["key"], "second", "{v}");
-    let (st, v) = restore(&s, "q", json!({"plan_id": plan_q})).await;
+    let (st, v) = s.restore("q", json!({"plan_id": plan_q})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["restored"].as_array().unwrap().len(), 5, "{v}");
-    let (st, v) = restore(&s, "short", json!({"audit_id": short})).await;
+    let (st, v) = s.restore("short", json!({"audit_id": short})).await;
     assert_eq!((st, code(&v)), (410, "retention_expired"), "{v}");
     drop(s);
     drop(tmp);

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TestServer, code, sj};
+use common::{TestServer, code, ids, sj};
 use reqwest::Method;
 use safemap_server::storage::{
     Bounds, Options, Storage, StoredOp, StoredPlan, StoredRecord, Target, now_ms,
@@ -16,40 +16,6 @@ use safemap_server::storage::{
 use serde_json::{Value, json};
 
 const CONFIG: &str = "[server]\njournal_capacity = 50\n\n[maps.orders]\ndelete_breaker = { max_deletes = 3, per_seconds = 3600 }\n";
-
-/// Every record, following `next` from the start.
-async fn all_pages(s: &TestServer, limit: usize) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    let mut after = String::new();
-    loop {
-        let (st, v) = sj(s
-            .admin(Method::GET, &format!("/v1/audit?limit={limit}{after}"))
-            .send()
-            .await
-            .unwrap())
-        .await;
-        assert_eq!(st, 200, "{v}");
-        out.extend(v["records"].as_array().unwrap().iter().cloned());
-        match v["next"].as_u64() {
-            Some(n) => after = format!("&after={n}"),
-            None => return out,
-        }
-    }
-}
-
-fn ids(records: &[Value]) -> Vec<u64> {
-    records.iter().map(|r| r["id"].as_u64().unwrap()).collect()
-}
-
-async fn restore_id(s: &TestServer, map: &str, id: u64) -> (u16, Value) {
-    sj(s.admin(Method::POST, &format!("/v1/maps/{map}/restore"))
-        .header("x-reason", "undo")
-        .json(&json!({"audit_id": id}))
-        .send()
-        .await
-        .unwrap())
-    .await
-}
 
 async fn execute(s: &TestServer, map: &str, id: &str, count: u64) -> (u16, Value) {
     sj(s.admin(
@@ -113,20 +79,20 @@ async fn old_history_breaker_and_plans_survive_a_restart_with_a_small_journal() 
     for i in 0..300 {
         last_revision = put_revision(&s, "items", &format!("k{}", i % 13), json!(i)).await;
     }
-    let before = ids(&all_pages(&s, 100).await);
+    let before = ids(&s.audit_pages("", 100).await);
     s.stop().await;
 
     let s = TestServer::start_in(dir, CONFIG).await;
     // The journal holds the newest 50 only; the rest pages from disk.
     assert!(s.state.journal.first_held_id().get() > old_delete + 200);
-    let after = ids(&all_pages(&s, 100).await);
+    let after = ids(&s.audit_pages("", 100).await);
     let n = after.len() as u64;
     assert!(n > 300, "{n}");
     assert_eq!(after, (1..=n).collect::<Vec<_>>(), "a gap or a duplicate");
     assert_eq!(after, before);
-    assert_eq!(ids(&all_pages(&s, 7).await), after);
+    assert_eq!(ids(&s.audit_pages("", 7).await), after);
     // The map known only from its old delete exists; the delete restores.
-    let (st, v) = restore_id(&s, "gone", old_delete).await;
+    let (st, v) = s.restore("gone", json!({"audit_id": old_delete})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["restored"][0]["key"], "x", "{v}");
     // The breaker's window was full: it still refuses.
@@ -148,7 +114,7 @@ async fn old_history_breaker_and_plans_survive_a_restart_with_a_small_journal() 
     assert!(r > last_revision + (1 << 24) - 1, "{r}");
     let (st, v) = sj(s.delete("orders", "o3", "r").await).await;
     assert_eq!((st, code(&v)), (429, "delete_breaker_open"), "{v}");
-    let after_crash = ids(&all_pages(&s, 100).await);
+    let after_crash = ids(&s.audit_pages("", 100).await);
     assert_eq!(after_crash[..after.len()], after[..]);
     s.stop().await;
 }

@@ -151,6 +151,47 @@ impl TestServer {
         v["token"].as_str().unwrap().to_string()
     }
 
+    /// Every audit record matching `query`, following `next` from the start
+    /// in pages of `limit` (each page at most `limit` long, `next` its last id).
+    pub async fn audit_pages(&self, query: &str, limit: usize) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (st, v) = sj(self
+                .admin(
+                    Method::GET,
+                    &format!("/v1/audit?{query}&limit={limit}{after}"),
+                )
+                .send()
+                .await
+                .unwrap())
+            .await;
+            assert_eq!(st, 200, "{v}");
+            let page = v["records"].as_array().unwrap();
+            assert!(page.len() <= limit);
+            out.extend(page.iter().cloned());
+            match v["next"].as_u64() {
+                Some(n) => {
+                    assert!(page.last().is_none_or(|r| r["id"].as_u64() == Some(n)));
+                    after = format!("&after={n}");
+                }
+                None => return out,
+            }
+        }
+    }
+
+    /// `POST /v1/maps/{map}/restore` with `body`, reason "undo".
+    pub async fn restore(&self, map: &str, body: Value) -> (u16, Value) {
+        sj(self
+            .admin(Method::POST, &format!("/v1/maps/{map}/restore"))
+            .header("x-reason", "undo")
+            .json(&body)
+            .send()
+            .await
+            .unwrap())
+        .await
+    }
+
     /// All audit records (up to 1000).
     pub async fn audit(&self, query: &str) -> Vec<Value> {
         let r = self
@@ -177,6 +218,11 @@ pub async fn sj(r: Response) -> (u16, Value) {
     let s = r.status().as_u16();
     let text = r.text().await.unwrap();
     (s, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The ids of audit records.
+pub fn ids(records: &[Value]) -> Vec<u64> {
+    records.iter().map(|r| r["id"].as_u64().unwrap()).collect()
 }
 
 /// The error code of an error body.
