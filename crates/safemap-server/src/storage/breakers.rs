@@ -21,25 +21,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::codec::StoredOp;
-
-/// The part of an audit row the breaker scan reads (the rest is skipped
-/// without being decoded).
-#[derive(Debug, Deserialize)]
-pub(crate) struct BreakerHead<'a> {
-    /// Time of the write, milliseconds since the Unix epoch.
-    pub at_ms: u64,
-    /// Map name.
-    #[serde(borrow)]
-    pub map: std::borrow::Cow<'a, str>,
-    /// Operation.
-    pub op: StoredOp,
-    /// Delete plan id (planned deletes do not count in the breaker).
-    #[serde(borrow, default)]
-    pub plan_id: Option<std::borrow::Cow<'a, str>>,
-}
 
 /// One map's breaker while its window is being rebuilt.
 #[derive(Debug)]

@@ -41,8 +41,9 @@ pub enum StoredOp {
     Restore,
 }
 
-/// The fields of an audit row that filters look at, read without decoding
-/// the values (a scan over many rows decodes a row whole only when it matches).
+/// The fields of an audit row that filters, the prune pass and the breakers'
+/// scan at start look at, read without decoding the values (a scan over many
+/// rows decodes a row whole only when it matches).
 #[derive(Debug, Deserialize)]
 pub struct RecordHead<'a> {
     /// Time of the write, milliseconds since the Unix epoch.
@@ -53,6 +54,8 @@ pub struct RecordHead<'a> {
     /// Key.
     #[serde(borrow)]
     pub key: std::borrow::Cow<'a, str>,
+    /// Operation.
+    pub op: StoredOp,
     /// Delete plan id.
     #[serde(borrow)]
     pub plan_id: Option<std::borrow::Cow<'a, str>>,

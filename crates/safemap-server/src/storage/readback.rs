@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
-use super::breakers::{BreakerHead, BreakerScan};
+use super::breakers::BreakerScan;
 use super::codec::{self, StoredEntry, StoredPlan, StoredRecord, StoredToken};
 use super::tables::{AUDIT, AUDIT_MAPS, ENTRIES, META, PLAN_AUDIT, PLANS, TOKENS};
 use super::{Recovered, StorageError, now_ms, se};
@@ -145,7 +145,7 @@ fn newest_records(
         rec.last_audit_id = rec.last_audit_id.max(id);
         examined += 1;
         let at_ms = if journal_full {
-            match codec::decode::<BreakerHead<'_>>(v.value()) {
+            match codec::decode::<codec::RecordHead<'_>>(v.value()) {
                 Ok(h) => {
                     breakers.offer(&h.map, h.op, h.plan_id.is_some(), h.at_ms);
                     h.at_ms
