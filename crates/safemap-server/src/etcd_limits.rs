@@ -109,6 +109,20 @@ impl TxnLimits {
         self.plan_keys() / 2
     }
 
+    /// The `details` of an answer about this limit: `fields` (limit, size,
+    /// unit, as the answer has them) and the setting with etcd's flag.
+    pub fn details(&self, fields: serde_json::Value) -> serde_json::Value {
+        let mut details = serde_json::json!({
+            "setting": "max_txn_ops",
+            "max_txn_ops": self.max_txn_ops,
+            "etcd_flag": "--max-txn-ops",
+        });
+        if let (Some(all), serde_json::Value::Object(fields)) = (details.as_object_mut(), fields) {
+            all.extend(fields);
+        }
+        details
+    }
+
     /// What to raise, for a 413's message: etcd's flag and safemap's setting.
     pub fn raise_hint(&self) -> String {
         format!(

@@ -336,11 +336,7 @@ pub fn request_failed(e: &etcd_client::Error, limits: TxnLimits) -> ApiError {
                 setting = crate::etcd_limits::SETTING,
             ),
         )
-        .with_details(serde_json::json!({
-            "setting": "max_txn_ops",
-            "max_txn_ops": limits.max_txn_ops(),
-            "etcd_flag": "--max-txn-ops",
-        }));
+        .with_details(limits.details(serde_json::json!({})));
     }
     if message.contains("request is too large") || message.contains("message larger than max") {
         tracing::error!(error = %e, "etcd refused a request as too large: its --max-request-bytes is below 1.5 MiB");

@@ -142,14 +142,7 @@ fn too_large(what: &str, limit: usize, size: usize, limits: TxnLimits) -> ApiErr
     } else {
         (
             limits.raise_hint(),
-            serde_json::json!({
-                "limit": limit,
-                "size": size,
-                "unit": what,
-                "setting": "max_txn_ops",
-                "max_txn_ops": limits.max_txn_ops(),
-                "etcd_flag": "--max-txn-ops",
-            }),
+            limits.details(serde_json::json!({"limit": limit, "size": size, "unit": what})),
         )
     };
     ApiError::new(

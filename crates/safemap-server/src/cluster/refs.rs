@@ -156,13 +156,7 @@ fn refresh_too_large(
         "refresh_too_large",
         format!("{message}; {}", limits.raise_hint()),
     )
-    .with_details(serde_json::json!({
-        "limit": limit,
-        "size": size,
-        "setting": "max_txn_ops",
-        "max_txn_ops": limits.max_txn_ops(),
-        "etcd_flag": "--max-txn-ops",
-    }))
+    .with_details(limits.details(serde_json::json!({"limit": limit, "size": size})))
 }
 
 impl Cluster {

@@ -664,14 +664,11 @@ pub(super) fn check_compares(
                 limits.raise_hint()
             ),
         )
-        .with_details(serde_json::json!({
+        .with_details(limits.details(serde_json::json!({
             "limit": limit,
             "size": compares,
             "unit": "compares",
-            "setting": "max_txn_ops",
-            "max_txn_ops": limits.max_txn_ops(),
-            "etcd_flag": "--max-txn-ops",
-        })));
+        }))));
     }
     Ok(())
 }
